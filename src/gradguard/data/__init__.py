@@ -1,0 +1,1 @@
+"""Datasets: formats, sources, verification, caching and fast in-memory batching."""

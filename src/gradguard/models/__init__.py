@@ -1,0 +1,1 @@
+"""Model zoo, normalization, randomized layers and the SGN wrapper."""

@@ -1,0 +1,107 @@
+"""Threat models: an Lp ball around the clean input, intersected with the [0, 1] image box.
+
+One small class per ball (the MadryLab `attack_steps` seam): an attack asks the threat model to start, step and
+project, and never needs to know which norm it is working in.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+__all__ = ["ThreatModel", "LinfBall", "L2Ball", "threat_model", "NORMS"]
+
+NORMS = ("linf", "l2")
+_TINY = 1e-12
+
+
+def _per_sample_norm(t: Tensor) -> Tensor:
+    """L2 norm of each sample, shaped to broadcast against `t`."""
+    return t.flatten(1).norm(dim=1).clamp_min(_TINY).view(-1, *([1] * (t.dim() - 1)))
+
+
+class ThreatModel(ABC):
+    """An epsilon-ball in some norm, always intersected with the [0, 1] box."""
+
+    norm: str
+
+    def __init__(self, eps: float) -> None:
+        if not 0.0 <= float(eps) <= (1.0 if self.norm == "linf" else float("inf")):
+            raise ValueError(f"eps must be in [0, 1] for linf and >= 0 for l2, got {eps}")
+        self.eps = float(eps)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(eps={self.eps:g})"
+
+    @abstractmethod
+    def project(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        """Nearest point (for linf exactly; for l2 the radial projection then the box clamp) in ball and box."""
+
+    @abstractmethod
+    def random_init(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A random point of the ball around `x`, clamped to the box."""
+
+    @abstractmethod
+    def step(self, x_adv: Tensor, grad: Tensor, alpha: float | Tensor) -> Tensor:
+        """One steepest-ascent step of size `alpha` in this norm (not yet projected)."""
+
+    @abstractmethod
+    def distance(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        """Per-sample distance in this norm, shape (N,)."""
+
+    def contains(self, x_adv: Tensor, x: Tensor, tol: float = 1e-6) -> Tensor:
+        """Per-sample boolean: inside the ball and the box (up to `tol`)."""
+        in_box = (x_adv >= -tol).flatten(1).all(1) & (x_adv <= 1 + tol).flatten(1).all(1)
+        return in_box & (self.distance(x_adv, x) <= self.eps + tol)
+
+
+class LinfBall(ThreatModel):
+    norm = "linf"
+
+    def project(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        return torch.min(torch.max(x_adv, x - self.eps), x + self.eps).clamp_(0.0, 1.0)
+
+    def random_init(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return (x + (2 * u - 1) * self.eps).clamp_(0.0, 1.0)
+
+    def step(self, x_adv: Tensor, grad: Tensor, alpha: float | Tensor) -> Tensor:
+        return x_adv + alpha * grad.sign()
+
+    def distance(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        return (x_adv - x).flatten(1).abs().amax(1)
+
+
+class L2Ball(ThreatModel):
+    norm = "l2"
+
+    def project(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        delta = x_adv - x
+        factor = (self.eps / _per_sample_norm(delta)).clamp(max=1.0)
+        return (x + delta * factor).clamp_(0.0, 1.0)
+
+    def random_init(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        # Uniform in the ball: direction from a Gaussian, radius eps * U^(1/d).
+        g = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        d = x[0].numel()
+        r = torch.rand((x.shape[0],), generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / d)
+        delta = g / _per_sample_norm(g) * (self.eps * r).view(-1, *([1] * (x.dim() - 1)))
+        return (x + delta).clamp_(0.0, 1.0)
+
+    def step(self, x_adv: Tensor, grad: Tensor, alpha: float | Tensor) -> Tensor:
+        return x_adv + alpha * grad / _per_sample_norm(grad)
+
+    def distance(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        return (x_adv - x).flatten(1).norm(dim=1)
+
+
+def threat_model(norm: str, eps: float) -> ThreatModel:
+    """Build the ball for `norm` ("linf" or "l2")."""
+    norm = norm.lower().replace("-", "").replace("_", "")
+    if norm in ("linf", "inf"):
+        return LinfBall(eps)
+    if norm == "l2":
+        return L2Ball(eps)
+    raise ValueError(f"unknown norm {norm!r}: expected one of {NORMS}")

@@ -1,0 +1,1 @@
+"""Training: one loop, one small recipe per defence."""

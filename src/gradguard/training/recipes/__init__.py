@@ -1,0 +1,1 @@
+"""Recipes: one small module per defence."""
