@@ -61,7 +61,7 @@ class Document:
         self.blocks.extend(blocks)
         return self
 
-    # -- Markdown ---------------------------------------------------------------------------------------------
+    # -- Markdown --
     def to_markdown(self, base: Path) -> str:
         out = [f"# {self.title}", ""]
         for b in self.blocks:
@@ -87,7 +87,7 @@ class Document:
                 out.append("")
         return "\n".join(out).rstrip() + "\n"
 
-    # -- HTML -------------------------------------------------------------------------------------------------
+    # -- HTML --
     def to_html(self) -> str:
         e = html.escape
         body = [f"<h1>{e(self.title)}</h1>"]
