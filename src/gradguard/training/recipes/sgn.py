@@ -1,0 +1,260 @@
+"""The ``sgn`` recipe: adversarial training in which the network perturbs its own flow with its own gradient.
+
+One step (see `gradguard.models.sgn` for the taps):
+
+1. clean forward with the taps recording (from a random point of the ball when ``random_start``),
+2. one backward through the network for the loss gradient at every tap; in ``first_order`` mode the same backward
+   also yields the clean term's parameter gradients, so the clean pass costs one forward and one backward in all,
+3. the response modules turn (activation, gradient) into bounded perturbations (``refine_steps`` extra gradient
+   steps may follow at the input),
+4. forward on the self-perturbed flow.
+
+The returned loss is ``perturbed CE + clean_weight * clean CE``. The backbone descends it; the response modules
+ascend it, either through a gradient reversal layer on their parameters (``adversary = "reversal"``: the trainer's
+optimizer moves them, the sign is flipped) or by their own Adam optimizer in alternating steps (``"alternating"``:
+the trainer's backward delivers the gradient at the perturbation and the recipe takes an ascent step right then).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor, nn
+
+from gradguard.models.sgn import INPUT_TAP, SelfGradientNetwork
+from gradguard.training.recipe import Recipe, StepContext, StepOutput
+
+__all__ = ["SGNRecipe"]
+
+
+class SGNConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    taps: list[str] = Field(default_factory=lambda: [INPUT_TAP], min_length=1)
+    """'input' and/or names of backbone submodules whose outputs are perturbed."""
+    response: Literal["learned", "sign"] = "learned"
+    adversary: Literal["reversal", "alternating"] = "reversal"
+    reversal_scale: float = Field(1.0, ge=0)
+    """Gradient reversal factor: the response parameters move by -scale times the backbone's update rule."""
+    response_lr: float = Field(1e-3, gt=0)
+    """Adam learning rate of the response modules in alternating mode."""
+    create_graph: Literal["first_order", "second_order"] = "first_order"
+    """first_order detaches the tap gradients; second_order lets the backbone learn through its own gradient."""
+    clean_weight: float = Field(0.5, ge=0)
+    step_scale: float = Field(1.0, gt=0)
+    """Input perturbation = step_scale * eps * direction, then projected (Fast-AT uses 1.25 with random_start)."""
+    random_start: bool = False
+    refine_steps: int = Field(0, ge=0)
+    refine_alpha: float = Field(0.25, gt=0)
+    """Refinement step size as a fraction of eps."""
+    hidden_rho: float = Field(0.1, ge=0)
+    """Hidden-tap bound: ||delta||_2 <= hidden_rho * ||activation||_2 per sample."""
+    response_hidden: int = Field(8, ge=1)
+    response_layers: int = Field(3, ge=1)
+    sharpness: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> SGNConfig:
+        if self.adversary == "alternating" and self.create_graph == "second_order":
+            raise ValueError("adversary='alternating' needs create_graph='first_order'")
+        if len(set(self.taps)) != len(self.taps):
+            raise ValueError(f"duplicate taps in {self.taps}")
+        return self
+
+
+class SGNRecipe(Recipe):
+    """Self-Gradient Network training; see the module docstring."""
+
+    name: ClassVar[str] = "sgn"
+    Config = SGNConfig
+
+    def __init__(self, config: SGNConfig | None = None) -> None:
+        self.config = config or SGNConfig()
+        self._optimizer: torch.optim.Adam | None = None
+        self._pending_state: dict[str, Tensor] | None = None
+
+    # -- wrapping ----------------------------------------------------------------------------------------------
+    def wrap(self, model: nn.Module) -> nn.Module:
+        c = self.config
+        if isinstance(model, SelfGradientNetwork):
+            return model
+        wrapped = SelfGradientNetwork(
+            model,
+            c.taps,
+            response=c.response,
+            hidden_rho=c.hidden_rho,
+            response_hidden=c.response_hidden,
+            response_layers=c.response_layers,
+            sharpness=c.sharpness,
+        )
+        p = next(model.parameters(), None)
+        if p is not None:
+            wrapped.responses.to(device=p.device, dtype=p.dtype)
+        return wrapped
+
+    def unwrap(self, trained: nn.Module) -> nn.Module:
+        inner = getattr(trained, "module", trained)  # DistributedDataParallel
+        return inner.backbone if isinstance(inner, SelfGradientNetwork) else inner
+
+    # -- the step ----------------------------------------------------------------------------------------------
+    def step(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> StepOutput:
+        sgn = getattr(model, "module", model)
+        if not isinstance(sgn, SelfGradientNetwork):
+            raise TypeError(f"the sgn recipe trains a SelfGradientNetwork (from recipe.wrap), got {type(sgn).__name__}")
+        c = self.config
+        threat = ctx.threat
+        second = c.create_graph == "second_order"
+        alternating = c.adversary == "alternating"
+
+        # 1. clean (or random-start) forward with taps.
+        x0 = threat.random_init(x, ctx.generator) if c.random_start else x
+        x0 = x0.detach().requires_grad_(True)
+        logits0, acts = sgn.tap_forward(x0)
+        loss0 = F.cross_entropy(logits0, y)
+        tap_tensors = [acts[t] for t in sgn.taps]
+
+        # 2. one backward: tap gradients (+ clean-term parameter gradients in first-order mode).
+        params = [p for p in sgn.backbone.parameters() if p.requires_grad]
+        use_clean = c.clean_weight > 0
+        if second:
+            tap_grads = torch.autograd.grad(loss0, tap_tensors, create_graph=True)
+            clean_term = loss0
+        else:
+            wanted = tap_tensors + (params if use_clean else [])
+            grads = torch.autograd.grad(loss0, wanted, allow_unused=True)
+            tap_grads = [g.detach() for g in grads[: len(tap_tensors)]]
+            # The clean term's parameter gradient, already computed: hand it to the trainer's backward through a
+            # linear surrogate whose gradient is exactly that (value = clean loss, so logs stay meaningful).
+            clean_term = loss0.detach()
+            if use_clean:
+                for p, g in zip(params, grads[len(tap_tensors):], strict=True):
+                    if g is not None:
+                        clean_term = clean_term + (p * g).sum() - (p.detach() * g).sum()
+        grad_at = {t: g for t, g in zip(sgn.taps, tap_grads, strict=True)}
+        act_at = {t: (a if second else a.detach()) for t, a in zip(sgn.taps, tap_tensors, strict=True)}
+        if INPUT_TAP in act_at:
+            act_at[INPUT_TAP] = x0 if second else x0.detach()
+
+        # 3. responses.
+        reversal = None if alternating else c.reversal_scale
+        x_adv, deltas = sgn.perturbations(x, act_at, grad_at, threat, step_scale=c.step_scale, reversal=reversal)
+        if alternating:
+            x_adv, deltas = self._detach_for_ascent(sgn, x_adv, deltas)
+        if c.refine_steps and INPUT_TAP in sgn.taps:
+            x_adv = self._refine(sgn, x, x_adv, y, deltas, threat)
+
+        # 4. forward on the self-perturbed flow.
+        logits_adv = sgn.perturbed_forward(x_adv, deltas)
+        loss_adv = F.cross_entropy(logits_adv, y)
+        loss = loss_adv + c.clean_weight * clean_term if use_clean else loss_adv
+        with torch.no_grad():
+            logs = {
+                "sgn_clean_loss": float(loss0.detach()),
+                "sgn_adv_loss": float(loss_adv.detach()),
+                "sgn_clean_acc": float((logits0.argmax(1) == y).float().mean()),
+            }
+            if INPUT_TAP in sgn.taps:
+                logs["sgn_input_dist"] = float(threat.distance(x_adv.detach(), x).mean())
+        return StepOutput(loss=loss, logits=logits_adv.detach(), logs=logs)
+
+    def _refine(
+        self, sgn: SelfGradientNetwork, x: Tensor, x_adv: Tensor, y: Tensor, deltas: dict[str, Tensor], threat
+    ) -> Tensor:  # type: ignore[no-untyped-def]
+        """Extra projected gradient steps from the response output; the response keeps its gradient path."""
+        fixed = {t: d.detach() for t, d in deltas.items()}
+        cur = x_adv.detach()
+        for _ in range(self.config.refine_steps):
+            cur = cur.requires_grad_(True)
+            loss = F.cross_entropy(sgn.perturbed_forward(cur, fixed), y)
+            (g,) = torch.autograd.grad(loss, [cur])
+            cur = threat.project(threat.step(cur.detach(), g, self.config.refine_alpha * threat.eps), x).detach()
+        # Straight-through: the value is the refined point, the gradient reaches the response output unchanged.
+        return threat.project(x_adv + (cur - x_adv.detach()), x)
+
+    # -- alternating ascent ------------------------------------------------------------------------------------
+    def _response_optimizer(self, sgn: SelfGradientNetwork) -> torch.optim.Adam | None:
+        params = list(sgn.response_parameters())
+        if not params:
+            return None
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(params, lr=self.config.response_lr, maximize=True)
+            if self._pending_state is not None:
+                self._optimizer.load_state_dict(_unflatten_adam(self._pending_state, len(params), self._optimizer))
+                self._pending_state = None
+        return self._optimizer
+
+    def _detach_for_ascent(
+        self, sgn: SelfGradientNetwork, x_adv: Tensor, deltas: dict[str, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Cut the response outputs from the trainer's graph; the gradient arriving there drives an ascent step."""
+        opt = self._response_optimizer(sgn)
+        live = [x_adv] + [deltas[t] for t in sgn.hidden_taps]
+        cut = [t.detach().requires_grad_(True) for t in live]
+        if opt is None or not any(t.requires_grad for t in live):
+            return cut[0], dict(zip(sgn.hidden_taps, cut[1:], strict=True))
+        params = list(sgn.response_parameters())
+        arrived: dict[int, Tensor] = {}
+
+        def hook_for(i: int):  # type: ignore[no-untyped-def]
+            def hook(g: Tensor) -> None:
+                arrived[i] = g
+                if len(arrived) == len(live):
+                    pairs = [(live[j], arrived[j]) for j in range(len(live)) if live[j].requires_grad]
+                    ga = torch.autograd.grad(
+                        [p[0] for p in pairs], params, [p[1] for p in pairs], allow_unused=True
+                    )
+                    for p, gp in zip(params, ga, strict=True):
+                        p.grad = gp
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+
+            return hook
+
+        for i, t in enumerate(cut):
+            t.register_hook(hook_for(i))
+        return cut[0], dict(zip(sgn.hidden_taps, cut[1:], strict=True))
+
+    # -- persistence -------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Tensor]:
+        if self._optimizer is None:
+            return dict(self._pending_state or {})
+        return _flatten_adam(self._optimizer)
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if not state:
+            return
+        if self.config.adversary != "alternating":
+            raise ValueError(f"sgn recipe with adversary={self.config.adversary!r} carries no state, got {sorted(state)}")
+        if self._optimizer is None:
+            self._pending_state = dict(state)  # applied when the optimizer is built on the first step
+        else:
+            n = len(self._optimizer.param_groups[0]["params"])
+            self._optimizer.load_state_dict(_unflatten_adam(state, n, self._optimizer))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **self.config.model_dump()}
+
+
+def _flatten_adam(opt: torch.optim.Adam) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    for i, s in opt.state_dict()["state"].items():
+        for k, v in s.items():
+            out[f"adam.{i}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
+    return out
+
+
+def _unflatten_adam(flat: dict[str, Tensor], n_params: int, opt: torch.optim.Adam) -> dict[str, Any]:
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, v in flat.items():
+        parts = key.split(".")
+        if len(parts) != 3 or parts[0] != "adam" or not parts[1].isdigit():
+            raise ValueError(f"unexpected sgn recipe state key {key!r}: expected 'adam.<index>.<field>'")
+        i = int(parts[1])
+        if i >= n_params:
+            raise ValueError(f"sgn recipe state names parameter {i} but the response modules have {n_params}")
+        state.setdefault(i, {})[parts[2]] = v
+    sd = opt.state_dict()
+    return {"state": state, "param_groups": sd["param_groups"]}
