@@ -1,1 +1,7 @@
-"""Attacks: one module per family; an attack is called as attack(model, x, y) -> x_adv."""
+"""Attacks: one module per family; an attack is called as ``attack(model, x, y) -> x_adv``."""
+
+from gradguard.attacks.base import Attack, eval_mode
+from gradguard.attacks.fgsm import FGSM
+from gradguard.attacks.pgd import PGD, CWLinf
+
+__all__ = ["Attack", "eval_mode", "FGSM", "PGD", "CWLinf"]

@@ -1,0 +1,217 @@
+"""Common plumbing of every attack: the `Attack` base class and the `eval_mode` context manager.
+
+An attack is built with keyword hyperparameters and called as ``attack(model, x, y) -> x_adv``. The base class
+owns what every attack must get right and nobody should re-implement: putting the model in eval mode and freezing
+its parameters (restoring both afterwards, advertorch-style), a private random generator (the global RNG is never
+touched), EOT-batched gradients, and counting the gradient and forward evaluations spent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from gradguard.gradients import forward_scores, input_gradient
+from gradguard.losses import LossFn, success
+from gradguard.threat import ThreatModel, threat_model
+
+__all__ = ["Attack", "eval_mode", "Model"]
+
+Model = nn.Module | Callable[[Tensor], Tensor]
+
+
+@contextmanager
+def eval_mode(model: Model, *, freeze: bool = True) -> Iterator[Model]:
+    """Put every submodule in eval mode and (with `freeze`) stop parameter gradients; restore both on exit.
+
+    Flags are restored per module and per parameter, so a model that was deliberately half in train mode comes
+    back exactly as it was. Plain callables pass through untouched.
+    """
+    if not isinstance(model, nn.Module):
+        yield model
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        if freeze:
+            for p, _ in flags:
+                p.requires_grad_(False)
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def _bshape(v: Tensor, like: Tensor) -> Tensor:
+    """View a per-sample vector so it broadcasts against a batch shaped like `like`."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+class Attack:
+    """Base class: keyword hyperparameters in, ``__call__(model, x, y, target=None) -> x_adv`` out.
+
+    Subclasses implement `_perturb(model, x, y, target)` and use `self._grad` / `self._scores` so that EOT,
+    chunking and evaluation counting happen in one place. After a call, `last_grad_evals` is the number of
+    per-sample input gradients computed (every EOT draw counted), `last_forward_evals` the number of per-sample
+    forward-only evaluations (draws counted), and `last_wall_s` the wall time.
+    """
+
+    name = "attack"
+    uses_gradients = True
+    #: Minimal-perturbation attacks (CW-L2) are run once and clipped to every epsilon of a sweep.
+    minimal = False
+
+    def __init__(
+        self,
+        *,
+        eps: float | None = None,
+        norm: str = "linf",
+        targeted: bool = False,
+        eot: int = 1,
+        chunk_size: int | None = None,
+        seed: int | None = 0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if int(eot) < 1:
+            raise ValueError(f"eot must be >= 1, got {eot}")
+        self.norm = norm
+        self.eps = None if eps is None else float(eps)
+        if self.eps is not None:
+            threat_model(norm, self.eps)  # validates norm and eps early, with a clear message
+        self.targeted = bool(targeted)
+        self.eot = int(eot)
+        self.chunk_size = chunk_size
+        self.seed = seed
+        self.generator = generator
+        self.last_grad_evals = 0
+        self.last_forward_evals = 0
+        self.last_wall_s = 0.0
+        self._gen: torch.Generator | None = None
+
+    # ----------------------------------------------------------------------------------------------- public API
+    def __repr__(self) -> str:
+        keys = ("eps", "norm", "steps", "alpha", "restarts", "loss", "eot", "targeted")
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in keys if hasattr(self, k))
+        return f"{type(self).__name__}({args})"
+
+    @property
+    def threat(self) -> ThreatModel:
+        if self.eps is None:
+            raise ValueError(f"{type(self).__name__} needs eps")
+        return threat_model(self.norm, self.eps)
+
+    def __call__(self, model: Model, x: Tensor, y: Tensor, *, target: Tensor | None = None) -> Tensor:
+        """Adversarial examples for `x` (labels `y`), within this attack's ball and the [0, 1] box."""
+        if self.targeted and target is None and not self._picks_targets():
+            raise ValueError(f"{type(self).__name__}(targeted=True) needs target= (a class per sample)")
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+        self.last_grad_evals = 0
+        self.last_forward_evals = 0
+        t0 = time.perf_counter()
+        self._gen = self._make_generator(x.device)
+        x = x.detach()
+        y = y.detach()
+        target = None if target is None else target.detach()
+        try:
+            with eval_mode(model):
+                if x.shape[0] == 0:
+                    return x.clone()
+                x_adv = self._perturb(model, x, y, target)
+        finally:
+            self._gen = None
+            self.last_wall_s = time.perf_counter() - t0
+        return x_adv.detach()
+
+    def sweep(
+        self, model: Model, x: Tensor, y: Tensor, epsilons: Sequence[float], *, target: Tensor | None = None
+    ) -> tuple[list[Tensor], Tensor]:
+        """Foolbox-style: adversarials for every epsilon and a success tensor of shape (len(epsilons), N).
+
+        Success uses this attack's own prediction (k draws when eot > 1); an evaluator may re-check it with its
+        own m-draw protocol. Minimal-perturbation attacks run once and are clipped to each epsilon.
+        """
+        advs: list[Tensor] = []
+        saved = self.eps
+        grad_evals = forward_evals = 0
+        try:
+            if self.minimal:
+                self.eps = None
+                base = self(model, x, y, target=target)
+                grad_evals, forward_evals = self.last_grad_evals, self.last_forward_evals
+                for e in epsilons:
+                    advs.append(threat_model(self.norm, float(e)).project(base, x))
+            else:
+                for e in epsilons:
+                    self.eps = float(e)
+                    advs.append(self(model, x, y, target=target))
+                    grad_evals += self.last_grad_evals
+                    forward_evals += self.last_forward_evals
+        finally:
+            self.eps = saved
+        with eval_mode(model):
+            self._gen = self._make_generator(x.device)
+            ok = torch.stack([self._success(self._scores(model, a), y, target) for a in advs])
+            self._gen = None
+        self.last_grad_evals, self.last_forward_evals = grad_evals, forward_evals
+        return advs, ok
+
+    # ------------------------------------------------------------------------------------------ for subclasses
+    def _perturb(self, model: Model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def _picks_targets(self) -> bool:
+        """True for attacks that choose their own target classes (APGD-T)."""
+        return False
+
+    def _make_generator(self, device: torch.device) -> torch.Generator:
+        if self.generator is not None:
+            return self.generator
+        g = torch.Generator(device=device)
+        if self.seed is None:
+            g.seed()  # fresh entropy from the OS, still without touching the global RNG
+        else:
+            g.manual_seed(int(self.seed))
+        return g
+
+    @property
+    def gen(self) -> torch.Generator:
+        if self._gen is None:
+            raise RuntimeError("the attack's generator is only available during a call")
+        return self._gen
+
+    def _grad(
+        self, model: Model, x: Tensor, y: Tensor, loss_fn: LossFn, target: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(grad, per-sample loss, scores) at `x`, EOT-averaged, counted."""
+        self.last_grad_evals += x.shape[0] * self.eot
+        return input_gradient(  # type: ignore[return-value]
+            model, x, y, loss_fn, eot=self.eot, chunk_size=self.chunk_size, target=target, return_scores=True
+        )
+
+    def _scores(self, model: Model, x: Tensor) -> Tensor:
+        """Prediction scores at `x` (k-draw averaged softmax when eot > 1), counted."""
+        self.last_forward_evals += x.shape[0] * self.eot
+        return forward_scores(model, x, eot=self.eot, chunk_size=self.chunk_size)[0]
+
+    def _scores_loss(
+        self, model: Model, x: Tensor, y: Tensor, loss_fn: LossFn, target: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(scores, per-sample loss) at `x` without gradients, counted."""
+        self.last_forward_evals += x.shape[0] * self.eot
+        s, loss = forward_scores(
+            model, x, eot=self.eot, chunk_size=self.chunk_size, y=y, loss_fn=loss_fn, target=target
+        )
+        assert loss is not None
+        return s, loss
+
+    def _success(self, scores: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        """Untargeted: prediction left `y`; targeted (user-given `target`): prediction reached it."""
+        return success(scores, y, target if self.targeted else None)

@@ -1,0 +1,40 @@
+"""FGSM (Goodfellow et al. 2015): one steepest-ascent step of size eps (FGM in L2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gradguard.attacks.base import Attack, Model
+from gradguard.losses import get_loss
+
+__all__ = ["FGSM"]
+
+
+class FGSM(Attack):
+    """``FGSM(eps=0.3, norm="linf", loss="ce")``; `eot` averages the one gradient over k draws."""
+
+    name = "fgsm"
+
+    def __init__(
+        self,
+        *,
+        eps: float,
+        norm: str = "linf",
+        loss: str = "ce",
+        targeted: bool = False,
+        eot: int = 1,
+        chunk_size: int | None = None,
+        seed: int | None = 0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(
+            eps=eps, norm=norm, targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator
+        )
+        self.loss = loss
+
+    def _perturb(self, model: Model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+        threat = self.threat
+        loss_fn = get_loss(self.loss, targeted=self.targeted)
+        grad, _, _ = self._grad(model, x, y, loss_fn, target if self.targeted else None)
+        return threat.project(threat.step(x, grad, threat.eps), x)
