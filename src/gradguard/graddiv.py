@@ -129,13 +129,15 @@ def draw_gradients(
     *,
     loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     create_graph: bool = False,
+    retain_graph: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Input gradients of `n_draws` sample models per input, in ONE batched forward pass.
 
     Each input is replicated n times (a randomized model draws independently per input of a batch, so the copies
     see independent sample models). Returns ``(grads (B, n, *x.shape[1:]), logits (B, n, C), loss (B, n))``; the
     logits and per-draw loss are those of the same forward pass, so a recipe reuses them for its base loss. With
-    ``create_graph=True`` the gradients stay differentiable w.r.t. the parameters (double backprop).
+    ``create_graph=True`` the gradients stay differentiable w.r.t. the parameters (double backprop);
+    ``retain_graph=True`` keeps the forward graph for a later backward of the returned loss.
 
     Per-sample gradients come from the gradient of the summed loss, which is exact only when samples do not
     interact: BatchNorm in training mode couples them (use models without BatchNorm, or eval mode).
@@ -149,7 +151,9 @@ def draw_gradients(
     with torch.enable_grad():
         logits = model(x_rep)
         loss = loss_fn(logits, y_rep)
-        (grad,) = torch.autograd.grad(loss.sum(), x_rep, create_graph=create_graph)
+        (grad,) = torch.autograd.grad(
+            loss.sum(), x_rep, create_graph=create_graph, retain_graph=create_graph or retain_graph
+        )
     return (
         grad.view(b, n_draws, *x.shape[1:]),
         logits.view(b, n_draws, -1),
