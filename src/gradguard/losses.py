@@ -64,9 +64,7 @@ def cw(logits: Tensor, y: Tensor, target: Tensor | None = None, *, kappa: float 
     return loss if kappa == float("inf") else loss.clamp(max=kappa)
 
 
-def cw_targeted(
-    logits: Tensor, y: Tensor, target: Tensor | None = None, *, kappa: float = float("inf")
-) -> Tensor:
+def cw_targeted(logits: Tensor, y: Tensor, target: Tensor | None = None, *, kappa: float = float("inf")) -> Tensor:
     """Targeted CW margin z_t - max_{j != t} z_j, capped at `kappa`."""
     if target is None:
         raise ValueError("cw-targeted needs a target tensor")
@@ -129,4 +127,3 @@ def success(logits: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
     """Per-sample attack success: prediction left `y` (untargeted) or reached `target` (targeted)."""
     pred = logits.argmax(1)
     return pred == target if target is not None else pred != y
-
