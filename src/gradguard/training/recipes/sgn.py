@@ -227,7 +227,9 @@ class SGNRecipe(Recipe):
         if not state:
             return
         if self.config.adversary != "alternating":
-            raise ValueError(f"sgn recipe with adversary={self.config.adversary!r} carries no state, got {sorted(state)}")
+            raise ValueError(
+                f"sgn recipe with adversary={self.config.adversary!r} carries no state, got {sorted(state)}"
+            )
         if self._optimizer is None:
             self._pending_state = dict(state)  # applied when the optimizer is built on the first step
         else:
@@ -242,7 +244,7 @@ def _flatten_adam(opt: torch.optim.Adam) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     for i, s in opt.state_dict()["state"].items():
         for k, v in s.items():
-            out[f"adam.{i}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
+            out[f"adam.{i}.{k}"] = v.detach().clone() if isinstance(v, Tensor) else torch.tensor(v)
     return out
 
 
@@ -255,6 +257,6 @@ def _unflatten_adam(flat: dict[str, Tensor], n_params: int, opt: torch.optim.Ada
         i = int(parts[1])
         if i >= n_params:
             raise ValueError(f"sgn recipe state names parameter {i} but the response modules have {n_params}")
-        state.setdefault(i, {})[parts[2]] = v
+        state.setdefault(i, {})[parts[2]] = v.detach().clone()  # never share tensors with the caller
     sd = opt.state_dict()
     return {"state": state, "param_groups": sd["param_groups"]}
