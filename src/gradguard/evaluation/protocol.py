@@ -1,0 +1,355 @@
+"""`evaluate`: the robustness protocol — clean accuracy, an attack ensemble per eps, worst case, masking checks.
+
+Protocol (docs/evaluation.md has the long form):
+1. Predictions average the softmax over `m` draws (randomized models); a point counts as robust at eps only if the
+   m-draw prediction of its adversarial input is correct. Clean-misclassified points are never robust.
+2. For each eps the attacks run in order. "chained" (default, cheap): each attack runs only on the points all
+   earlier attacks failed on, as AutoAttack does. "independent": every attack runs on every clean-correct point,
+   so each attack's own robust accuracy on the full set is known too (costs up to len(attacks) times more).
+3. The worst case is per sample: a point is broken if any attack broke it.
+4. The masking checks (`checks.py`) run on the same model and data and are stored with the numbers.
+Under `torch.distributed` the test set is sharded (rank r takes samples r, r + W, ...) and the success tensors
+are all-gathered, so every rank returns the same full result.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import platform
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gradguard.evaluation import checks
+from gradguard.evaluation.predict import _is_randomized_flag, detect_randomness, eval_mode, model_device, predict_labels
+from gradguard.evaluation.result import AttackRecord, EvalResult
+from gradguard.evaluation.suites import SUITE_DEFAULT_K, AttackSpec, attack_settings, build_suite
+
+__all__ = ["evaluate", "MODES"]
+
+MODES = ("chained", "independent")
+
+AttackLike = Any  # an attack instance (has .eps), an AttackSpec, or a factory `f(eps=...) -> attack`
+
+
+class _ForwardCounter:
+    """Counts samples forwarded through the model, split by whether autograd was on (a gradient evaluation)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.grad = 0
+        self.nograd = 0
+        self.active = False
+        self._handle = model.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
+        if not self.active:
+            return
+        n = inputs[0].shape[0] if inputs and isinstance(inputs[0], Tensor) and inputs[0].dim() > 0 else 1
+        if torch.is_grad_enabled():
+            self.grad += n
+        else:
+            self.nograd += n
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+def _dist_info() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _comm_device() -> torch.device:
+    backend = torch.distributed.get_backend()
+    return torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+
+
+def _gather_columns(local: Tensor, n: int, rank: int, world: int) -> Tensor:
+    """All-gather (R, n_local) bool tensors sharded with stride `world` into the full (R, n) tensor."""
+    if world == 1:
+        return local
+    pad = math.ceil(n / world)
+    buf = torch.zeros(local.shape[0], pad, dtype=torch.uint8, device=_comm_device())
+    buf[:, : local.shape[1]] = local.to(torch.uint8)
+    parts = [torch.empty_like(buf) for _ in range(world)]
+    torch.distributed.all_gather(parts, buf)
+    full = torch.zeros(local.shape[0], n, dtype=torch.bool)
+    for r, part in enumerate(parts):
+        cols = len(range(r, n, world))
+        full[:, r::world] = part[:, :cols].cpu().bool()
+    return full
+
+
+def _all_reduce(values: list[float], op: str = "sum") -> list[float]:
+    rank, world = _dist_info()
+    if world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=_comm_device())
+    red = torch.distributed.ReduceOp.SUM if op == "sum" else torch.distributed.ReduceOp.MAX
+    torch.distributed.all_reduce(t, op=red)
+    return t.cpu().tolist()
+
+
+def _resolve_attacks(
+    attacks: str | Mapping[str, AttackLike], *, norm: str, k: int | None, quick: bool, num_classes: int
+) -> tuple[str, dict[str, AttackLike], dict[str, str], int]:
+    """(suite name, ordered attacks, kinds, effective k)."""
+    if isinstance(attacks, str):
+        suite = build_suite(attacks, norm=norm, k=k, quick=quick, num_classes=num_classes)
+        k_eff = SUITE_DEFAULT_K[attacks.lower()] if k is None else int(k)
+        return attacks.lower(), suite, {n: s.kind for n, s in suite.items()}, k_eff
+    if not attacks:
+        raise ValueError("attacks: expected a suite name or a non-empty dict of name -> attack or factory")
+    kinds = {name: _kind(a) for name, a in attacks.items()}
+    # Effective EOT: the smallest `eot` among white-box attacks that declare one, else the k given (default 1).
+    eots = [int(getattr(a, "eot", None) or (a.kwargs.get("eot", 1) if isinstance(a, AttackSpec) else 1))
+            for name, a in attacks.items() if kinds[name] == "white-box"
+            and (hasattr(a, "eot") or isinstance(a, AttackSpec))]
+    k_eff = int(k) if k is not None else (min(eots) if eots else 1)
+    return "custom", dict(attacks), kinds, k_eff
+
+
+def _kind(attack: AttackLike) -> str:
+    if isinstance(attack, AttackSpec):
+        return attack.kind
+    if getattr(attack, "gradient_free", False) or getattr(attack, "uses_gradients", True) is False:
+        return "gradient-free"
+    cls = attack if isinstance(attack, type) else type(attack)
+    return "gradient-free" if cls.__name__ in ("Square",) else "white-box"
+
+
+def _instantiate(name: str, spec: AttackLike, eps: float, seed: int) -> Any:
+    if isinstance(spec, AttackSpec):
+        return spec(eps, seed=seed)
+    if hasattr(spec, "eps") and not isinstance(spec, type):  # a ready-made attack instance
+        if not math.isclose(float(spec.eps), eps, rel_tol=1e-9, abs_tol=1e-12):
+            raise ValueError(
+                f"attack {name!r} was built with eps={spec.eps:g} but is evaluated at eps={eps:g}: pass a factory "
+                f"instead, e.g. functools.partial(APGD, steps=100) or lambda eps: APGD(eps=eps)"
+            )
+        return spec
+    if callable(spec):
+        return spec(eps=eps)
+    raise TypeError(f"attack {name!r}: expected an attack, an AttackSpec or a factory f(eps=...), got {spec!r}")
+
+
+def _run_attack(
+    attack: Any, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor, *, name: str, eps: float, norm: str,
+    m: int, batch_size: int, randomized: bool, device: torch.device,
+) -> tuple[Tensor, float, int, int]:
+    """Attack x[idx]; returns (fooled mask over idx, wall seconds, gradient evaluations, queries)."""
+    from gradguard.threat import threat_model
+
+    ball = threat_model(norm, eps)
+    fooled = torch.zeros(len(idx), dtype=torch.bool)
+    counter = _ForwardCounter(model)
+    elapsed = 0.0
+    own_grads = own_queries = 0
+    try:
+        for start in range(0, len(idx), batch_size):
+            sel = idx[start : start + batch_size]
+            xb, yb = x[sel].to(device), y[sel].to(device)
+            t0 = time.perf_counter()
+            counter.active = True
+            try:
+                x_adv = attack(model, xb, yb)
+            finally:
+                counter.active = False
+            elapsed += time.perf_counter() - t0
+            if hasattr(attack, "last_grad_evals"):  # the attack's own count (EOT draws included) beats the hook's
+                own_grads += int(attack.last_grad_evals)
+                own_queries += int(getattr(attack, "last_forward_evals", 0))
+            else:
+                own_grads = own_queries = -1
+            if not isinstance(x_adv, Tensor) or x_adv.shape != xb.shape:
+                raise RuntimeError(f"attack {name!r} returned {type(x_adv).__name__} of the wrong shape")
+            x_adv = x_adv.detach()
+            tol = 1e-5 if norm == "linf" else 1e-4 * max(1.0, eps)
+            outside = ~ball.contains(x_adv.float(), xb.float(), tol=tol)
+            if outside.any():
+                dist = ball.distance(x_adv.float(), xb.float()).max().item()
+                raise RuntimeError(
+                    f"attack {name!r} returned {int(outside.sum())} points outside the {norm} ball eps={eps:g} or "
+                    f"the [0, 1] box (max distance {dist:.4g}): is it built for norm={norm!r}?"
+                )
+            with torch.no_grad():
+                pred = predict_labels(model, x_adv, m, batch_size, randomized=randomized)
+            fooled[start : start + len(sel)] = pred != yb.cpu()
+    finally:
+        counter.close()
+    if own_grads >= 0 and len(idx):
+        return fooled, elapsed, own_grads, own_queries
+    return fooled, elapsed, counter.grad, counter.nograd
+
+
+def evaluate(
+    model: nn.Module,
+    x: Any,
+    y: Tensor | None = None,
+    attacks: str | Mapping[str, AttackLike] = "standard",
+    eps: float | list[float] | tuple[float, ...] = (0.3,),
+    *,
+    norm: str = "linf",
+    m: int = 1,
+    k: int | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+    mode: str = "chained",
+    quick: bool = False,
+    run_checks: bool = True,
+    check_n: int = 200,
+    large_eps_steps: int = 20,
+    progress: Callable[[str], None] | None = None,
+) -> EvalResult:
+    """Evaluate `model` on (x, y) against an attack ensemble at each eps; see the module docstring.
+
+    `x` may be an image tensor in [0, 1] with labels `y`, or an `ImageData` (then `y` is None). `attacks` is a
+    suite name ("standard", "rand") or a dict name -> attack instance / `AttackSpec` / factory `f(eps=...)`.
+    `k` is the EOT draws of the suite's gradient attacks (None: the suite default, 1 for standard, 20 for rand).
+    """
+    if y is None:
+        if not hasattr(x, "tensors"):
+            raise TypeError("evaluate: pass images and labels (x, y) or an ImageData as x")
+        x, y = x.tensors()
+    x, y = x.detach().cpu(), y.detach().cpu().long()
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+    eps_list = [float(eps)] if isinstance(eps, (int, float)) else [float(e) for e in eps]
+    if not eps_list:
+        raise ValueError("eps: expected at least one value")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if m < 1:
+        raise ValueError(f"m must be >= 1, got {m}")
+    norm = "linf" if norm.lower() in ("linf", "inf", "l-inf") else norm.lower()
+    say = progress or (lambda s: None)
+    rank, world = _dist_info()
+    n_total = x.shape[0]
+    local = torch.arange(rank, n_total, world)
+    xl, yl = x[local], y[local]
+    device = model_device(model)
+    t_start = time.perf_counter()
+
+    with eval_mode(model):
+        zoo = _is_randomized_flag(model)
+        detected, max_diff = detect_randomness(model, xl[:64]) if len(xl) else (False, 0.0)
+        flags_rand = _all_reduce([float(detected), max_diff], op="max")
+        randomized = bool(flags_rand[0]) or bool(zoo)
+        max_diff = flags_rand[1]
+
+        pred_single = predict_labels(model, xl, 1, batch_size, randomized=randomized)
+        pred_m = pred_single
+        if randomized and m > 1:
+            pred_m = predict_labels(model, xl, m, batch_size, randomized=randomized)
+        num_classes = _num_classes(model, x[:1], device)
+        correct_single_l = pred_single == yl
+        correct_l = pred_m == yl
+        say(f"clean accuracy {correct_l.float().mean().item():.4f} on {len(xl)} local points")
+
+        suite, specs, kinds, k_eff = _resolve_attacks(attacks, norm=norm, k=k, quick=quick, num_classes=num_classes)
+        n_eps, names = len(eps_list), list(specs)
+        succ = {a: torch.zeros(n_eps, len(xl), dtype=torch.bool) for a in names}
+        tried = {a: torch.zeros(n_eps, len(xl), dtype=torch.bool) for a in names}
+        settings: dict[str, list[dict[str, Any]]] = {a: [] for a in names}
+        stats = {a: [[0.0, 0.0, 0.0] for _ in eps_list] for a in names}  # wall, grad evals, queries
+        for e, eps_value in enumerate(eps_list):
+            robust = correct_l.clone()
+            for a, name in enumerate(names):
+                attack = _instantiate(name, specs[name], eps_value, seed + 1000 * e + a)
+                settings[name].append(attack_settings(attack))
+                todo = robust if mode == "chained" else correct_l
+                idx = torch.nonzero(todo).flatten()
+                fooled, wall, grads, queries = _run_attack(
+                    attack, model, xl, yl, idx, name=name, eps=eps_value, norm=norm, m=m, batch_size=batch_size,
+                    randomized=randomized, device=device,
+                )
+                tried[name][e, idx] = True
+                succ[name][e] = ~correct_l
+                succ[name][e, idx[fooled]] = True
+                robust[idx[fooled]] = False
+                stats[name][e] = [wall, float(grads), float(queries)]
+                say(f"eps={eps_value:g} {name}: attacked {len(idx)}, broke {int(fooled.sum())} ({wall:.1f} s)")
+
+        # Masking-check measurements on the local shard (summed over ranks below).
+        n_check = min(check_n, len(xl))
+        grad_counts = [0, 0, 0]
+        big_counts = [0, 0]
+        big = checks.large_eps(norm, tuple(x.shape[1:]))
+        if run_checks:
+            grad_counts = list(checks.count_bad_gradients(model, xl[:n_check], yl[:n_check], batch_size=batch_size))
+            ok = torch.nonzero(correct_l).flatten()[:n_check]
+            big_counts = list(checks.large_eps_robust_count(
+                model, xl[ok], yl[ok], norm=norm, eps=big, m=m, k=k_eff, steps=large_eps_steps, seed=seed + 999_999,
+                batch_size=batch_size, randomized=randomized,
+            ))
+
+    # Gather the per-sample tensors and sum the counters over ranks.
+    rows = [correct_l.unsqueeze(0), correct_single_l.unsqueeze(0)]
+    rows += [succ[a] for a in names] + [tried[a] for a in names]
+    full = _gather_columns(torch.cat(rows), n_total, rank, world)
+    clean_correct, clean_single = full[0], full[1]
+    off = 2
+    succ_full = {a: full[off + i * n_eps : off + (i + 1) * n_eps] for i, a in enumerate(names)}
+    off += len(names) * n_eps
+    tried_full = {a: full[off + i * n_eps : off + (i + 1) * n_eps] for i, a in enumerate(names)}
+    flat_stats = [v for a in names for row in stats[a] for v in row]
+    flat_stats = _all_reduce(flat_stats)
+    counts = _all_reduce([float(v) for v in grad_counts + big_counts])
+    wall_total = _all_reduce([time.perf_counter() - t_start], op="max")[0]
+
+    records: dict[str, AttackRecord] = {}
+    for i, a in enumerate(names):
+        per = flat_stats[i * n_eps * 3 : (i + 1) * n_eps * 3]
+        records[a] = AttackRecord(
+            name=a, kind=kinds[a], settings=settings[a], success=succ_full[a], attacked=tried_full[a],
+            wall_s=per[0::3], grad_evals=[int(v) for v in per[1::3]], queries=[int(v) for v in per[2::3]],
+        )
+    worst = ~clean_correct.unsqueeze(0).expand(n_eps, -1).clone()
+    for a in names:
+        worst |= succ_full[a] & tried_full[a]
+
+    result = EvalResult(
+        eps=eps_list, norm=norm, m=m, k=k_eff, seed=seed, mode=mode, suite=suite, randomized=randomized,
+        clean_correct=clean_correct, clean_correct_single=clean_single, success=worst, attacks=records,
+        meta=_meta(model, device, wall_total, world, batch_size, quick, num_classes),
+    )
+    result.flags = [checks.randomness_flag(randomized, max_diff, k_eff, m)]
+    result.flags.append(checks.gradient_free_flag(succ_full, tried_full, kinds, clean_correct))
+    if run_checks:
+        z, nf, checked, rob, att = (int(v) for v in counts)
+        result.flags.append(checks.zero_gradient_flag(z, nf, checked))
+    own = {a: rec.robust_accuracy(clean_correct) for a, rec in records.items()}
+    result.flags.append(checks.monotonic_flag(eps_list, result.robust_accuracy, own))
+    if run_checks:
+        result.flags.append(checks.large_eps_flag(rob, att, big, norm))
+    return result
+
+
+def _num_classes(model: nn.Module, x1: Tensor, device: torch.device) -> int:
+    with torch.no_grad():
+        return int(model(x1.to(device)).shape[1]) if len(x1) else 0
+
+
+def _meta(
+    model: nn.Module, device: torch.device, wall: float, world: int, batch_size: int, quick: bool, num_classes: int
+) -> dict[str, Any]:
+    from gradguard import __version__
+
+    return {
+        "model": type(model).__name__,
+        "num_classes": num_classes,
+        "device": str(device) if device.type != "cuda" else f"{device} ({torch.cuda.get_device_name(device)})",
+        "wall_s": wall,
+        "world_size": world,
+        "batch_size": batch_size,
+        "quick": quick,
+        "torch": torch.__version__,
+        "gradguard": __version__,
+        "python": platform.python_version(),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
