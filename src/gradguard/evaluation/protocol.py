@@ -18,7 +18,8 @@ import datetime as _dt
 import math
 import platform
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -56,6 +57,31 @@ class _ForwardCounter:
 
     def close(self) -> None:
         self._handle.remove()
+
+
+@contextmanager
+def _seeded_randomness(model: nn.Module, seed: int, device: torch.device) -> Iterator[None]:
+    """Let the zoo's randomized layers draw from a local generator seeded by `seed` (restored on exit).
+
+    Without this they draw from the global RNG: the evaluation would be irreproducible and would disturb the
+    caller's random stream. Layers that already have a generator keep it (the caller chose it).
+    """
+    try:
+        from gradguard.models import random_layers
+    except ImportError:
+        yield
+        return
+    layers = [layer for layer in random_layers(model) if getattr(layer, "generator", None) is None]
+    if layers:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(int(seed))
+        for layer in layers:
+            layer.generator = gen
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.generator = None
 
 
 def _dist_info() -> tuple[int, int]:
@@ -106,12 +132,15 @@ def _resolve_attacks(
     if not attacks:
         raise ValueError("attacks: expected a suite name or a non-empty dict of name -> attack or factory")
     kinds = {name: _kind(a) for name, a in attacks.items()}
-    # Effective EOT: the smallest `eot` among white-box attacks that declare one, else the k given (default 1).
-    eots = [int(getattr(a, "eot", None) or (a.kwargs.get("eot", 1) if isinstance(a, AttackSpec) else 1))
-            for name, a in attacks.items() if kinds[name] == "white-box"
-            and (hasattr(a, "eot") or isinstance(a, AttackSpec))]
-    k_eff = int(k) if k is not None else (min(eots) if eots else 1)
-    return "custom", dict(attacks), kinds, k_eff
+    # k = 0 here means "read it from the built attacks" (see `_effective_k`).
+    return "custom", dict(attacks), kinds, 0 if k is None else int(k)
+
+
+def _effective_k(settings: dict[str, list[dict[str, Any]]], kinds: dict[str, str]) -> int:
+    """The smallest `eot` among the white-box attacks that declare one (1 when none does)."""
+    eots = [int(s["eot"]) for name, per_eps in settings.items() if kinds[name] == "white-box"
+            for s in per_eps if isinstance(s.get("eot"), int)]
+    return min(eots) if eots else 1
 
 
 def _kind(attack: AttackLike) -> str:
@@ -210,7 +239,8 @@ def evaluate(
 
     `x` may be an image tensor in [0, 1] with labels `y`, or an `ImageData` (then `y` is None). `attacks` is a
     suite name ("standard", "rand") or a dict name -> attack instance / `AttackSpec` / factory `f(eps=...)`.
-    `k` is the EOT draws of the suite's gradient attacks (None: the suite default, 1 for standard, 20 for rand).
+    `k` is the EOT draws of the suite's gradient attacks (None: the suite default, 1 for standard, 20 for rand;
+    for a dict of attacks, the smallest `eot` the built white-box attacks declare, recorded and used by the checks).
     """
     if y is None:
         if not hasattr(x, "tensors"):
@@ -235,7 +265,7 @@ def evaluate(
     device = model_device(model)
     t_start = time.perf_counter()
 
-    with eval_mode(model):
+    with eval_mode(model), _seeded_randomness(model, seed * 1_000_003 + rank, device):
         zoo = _is_randomized_flag(model)
         detected, max_diff = detect_randomness(model, xl[:64]) if len(xl) else (False, 0.0)
         flags_rand = _all_reduce([float(detected), max_diff], op="max")
@@ -262,6 +292,8 @@ def evaluate(
             for a, name in enumerate(names):
                 attack = _instantiate(name, specs[name], eps_value, seed + 1000 * e + a)
                 settings[name].append(attack_settings(attack))
+                if e == 0 and not isinstance(specs[name], AttackSpec):
+                    kinds[name] = _kind(attack)  # a factory only shows its kind once built
                 todo = robust if mode == "chained" else correct_l
                 idx = torch.nonzero(todo).flatten()
                 fooled, wall, grads, queries = _run_attack(
@@ -275,6 +307,8 @@ def evaluate(
                 stats[name][e] = [wall, float(grads), float(queries)]
                 say(f"eps={eps_value:g} {name}: attacked {len(idx)}, broke {int(fooled.sum())} ({wall:.1f} s)")
 
+        if k_eff == 0:
+            k_eff = _effective_k(settings, kinds)
         # Masking-check measurements on the local shard (summed over ranks below).
         n_check = min(check_n, len(xl))
         grad_counts = [0, 0, 0]
