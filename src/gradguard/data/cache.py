@@ -1,0 +1,107 @@
+"""The decoded-array cache: ``<cache>/datasets/<name>/{split}-images.npy, {split}-labels.npy, meta.json``.
+
+``<cache>`` is ``$GRADGUARD_CACHE`` or ``~/.cache/gradguard``. Arrays are plain ``.npy`` (read with
+``allow_pickle=False``), so loading never unpickles. An entry is written into a temporary folder next to its final
+place and renamed into place only when complete, with ``meta.json`` written last: a crash leaves either the old
+entry or the new one, never half of one. Only verified data reaches :func:`write`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gradguard.data.errors import DatasetError
+
+__all__ = ["cache_root", "entry_dir", "write", "read_meta", "read_split", "array_digest", "remove"]
+
+FORMAT = 1
+Splits = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def cache_root() -> Path:
+    env = os.environ.get("GRADGUARD_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "gradguard"
+
+
+def entry_dir(name: str) -> Path:
+    return cache_root() / "datasets" / name
+
+
+def array_digest(images: np.ndarray, labels: np.ndarray) -> str:
+    """sha256 over the decoded arrays, so ``info`` can re-check that the cache still holds what was verified."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(images).data)
+    h.update(np.ascontiguousarray(labels).data)
+    return h.hexdigest()
+
+
+def write(name: str, splits: Splits, meta: dict[str, Any]) -> Path:
+    """Store verified arrays and their metadata atomically; returns the entry folder."""
+    final = entry_dir(name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
+    try:
+        split_meta = {}
+        for split, (images, labels) in splits.items():
+            np.save(tmp / f"{split}-images.npy", np.ascontiguousarray(images, dtype=np.uint8))
+            np.save(tmp / f"{split}-labels.npy", np.ascontiguousarray(labels, dtype=np.int64))
+            split_meta[split] = {
+                "count": int(images.shape[0]),
+                "shape": list(images.shape[1:]),
+                "sha256": array_digest(images, labels),
+            }
+        full = {"format": FORMAT, "name": name, **meta, "splits": split_meta}
+        (tmp / "meta.json").write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+        old = None
+        if final.exists():
+            old = final.parent / f".{name}-old-{os.getpid()}"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_meta(name: str) -> dict[str, Any] | None:
+    """The entry's metadata, or None when there is no complete entry of the current format."""
+    path = entry_dir(name) / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+
+
+def read_split(name: str, split: str, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Load one split; shapes are checked against the metadata (a cheap guard against a damaged entry)."""
+    folder = entry_dir(name)
+    want = meta["splits"][split]
+    try:
+        images = np.load(folder / f"{split}-images.npy", allow_pickle=False)
+        labels = np.load(folder / f"{split}-labels.npy", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{folder}: damaged cache entry ({exc}); remove it and fetch again", folder) from exc
+    if (
+        images.dtype != np.uint8
+        or labels.dtype != np.int64
+        or list(images.shape) != [want["count"], *want["shape"]]
+        or labels.shape != (want["count"],)
+    ):
+        raise DatasetError(f"{folder}: damaged cache entry (shapes differ from meta.json); remove it and fetch again",
+                           folder)
+    return images, labels
+
+
+def remove(name: str) -> None:
+    shutil.rmtree(entry_dir(name), ignore_errors=True)
