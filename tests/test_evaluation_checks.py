@@ -88,3 +88,14 @@ def test_gradient_count_leaves_parameter_grads_alone() -> None:
     with torch.no_grad():
         nan_model.linear.weight[0, 0] = float("nan")
     assert count_bad_gradients(nan_model, x, y)[1] == 8
+
+
+def test_standard_suite_square_beats_white_box_on_shattered_model() -> None:
+    x, y = quadrant_data(16)
+    res = evaluate(Shattered(), x, y, "standard", eps=[0.4], quick=True)
+    assert list(res.attacks) == ["apgd-ce", "apgd-t", "square"]
+    assert res.attacks["square"].kind == "gradient-free"
+    flags = _flags(res)
+    assert flags["gradient_free_stronger"] and flags["zero_gradients"] and flags["large_eps_not_zero"]
+    assert res.attacks["apgd-ce"].robust_accuracy(res.clean_correct) == [1.0]
+    assert res.robust_accuracy[0] < 0.5

@@ -67,7 +67,7 @@ def build_suite(
         suite = {
             "apgd-ce": AttackSpec("APGD", {**common, "loss": "ce"}),
             "apgd-t": AttackSpec("APGDT", {**common, "n_target_classes": targets}),
-            "square": AttackSpec("Square", {"norm": norm, "queries": 500 if quick else 5000, "p_init": 0.8,
+            "square": AttackSpec("Square", {"norm": norm, "eot": k, "n_queries": 500 if quick else 5000, "p_init": 0.8,
                                             "restarts": 1}, kind="gradient-free"),
         }
         if num_classes < 4:  # targeted DLR needs 4 classes; untargeted DLR needs 3
@@ -88,7 +88,7 @@ def attack_settings(attack: Any) -> dict[str, Any]:
     getter = getattr(attack, "settings", None)
     source = getter() if callable(getter) else vars(attack) if hasattr(attack, "__dict__") else {}
     for key, value in source.items():
-        if key.startswith("_"):
+        if key.startswith(("_", "last_")) or key == "generator":  # private state and per-call counters
             continue
         if isinstance(value, _SIMPLE):
             settings[key] = value

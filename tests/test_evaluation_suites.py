@@ -1,0 +1,46 @@
+"""Suites: names, order, published defaults, quick settings, and the recorded per-attack settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from _evaluation_toys import Quadrant, quadrant_data
+from gradguard.attacks import APGD, APGDT, Square
+from gradguard.evaluation import build_suite, evaluate, list_suites
+
+
+def test_standard_suite_defaults_and_quick_variant() -> None:
+    full = build_suite("standard", norm="l2", num_classes=10)
+    assert list(full) == ["apgd-ce", "apgd-t", "square"]
+    ce, t, sq = full["apgd-ce"](0.5), full["apgd-t"](0.5), full["square"](0.5)
+    assert isinstance(ce, APGD) and ce.steps == 100 and ce.loss == "ce" and ce.norm == "l2"
+    assert isinstance(t, APGDT) and t.n_target_classes == 9 and t.steps == 100
+    assert isinstance(sq, Square) and sq.n_queries == 5000 and sq.p_init == 0.8
+    assert full["square"].kind == "gradient-free" and full["apgd-ce"].kind == "white-box"
+    quick = build_suite("standard", quick=True, num_classes=4)
+    assert quick["apgd-ce"](0.3).steps == 20 and quick["apgd-t"](0.3).n_target_classes == 3
+    assert quick["square"](0.3).n_queries == 500
+    assert "apgd-t" not in build_suite("standard", num_classes=3)  # targeted DLR needs 4 classes
+
+
+def test_rand_suite_uses_eot_20_unless_told() -> None:
+    rand = build_suite("rand")
+    assert list(rand) == ["apgd-ce", "apgd-dlr"]
+    assert all(spec(0.1).eot == 20 for spec in rand.values())
+    assert rand["apgd-dlr"](0.1).loss == "dlr"
+    assert build_suite("rand", k=5)["apgd-ce"](0.1).eot == 5
+    assert list_suites() == ["standard", "rand"]
+    with pytest.raises(ValueError, match="unknown suite"):
+        build_suite("autoattack")
+
+
+def test_suite_evaluation_records_settings_seeds_and_counts() -> None:
+    x, y = quadrant_data(12)
+    res = evaluate(Quadrant(), x, y, "rand", eps=[0.1, 0.3], quick=True, k=2, seed=7)
+    assert res.suite == "rand" and res.k == 2 and res.seed == 7
+    ce = res.attacks["apgd-ce"]
+    assert [s["eps"] for s in ce.settings] == [0.1, 0.3]
+    assert all(s["eot"] == 2 and s["steps"] == 20 and s["class"] == "APGD" for s in ce.settings)
+    assert len({s["seed"] for s in ce.settings + res.attacks["apgd-dlr"].settings}) == 4  # one stream each
+    assert ce.grad_evals[0] >= 12 * 20 * 2  # every clean point attacked for 20 steps x 2 draws at eps 0.1
+    assert res.robust_accuracy == pytest.approx([1.0, 0.0])
