@@ -1,16 +1,60 @@
-"""`gradguard train`: not implemented yet (see the open issues)."""
+"""`gradguard train`: run one experiment config into a run directory (config copy, metrics, checkpoints, model)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
-HELP = "(not implemented yet)"
-EPILOG = ""
+HELP = "train a model from a TOML experiment config (resumable; torchrun for multi-GPU)"
+EPILOG = """examples:
+  gradguard train configs/mnist-pgd-at.toml
+  gradguard train configs/mnist-pgd-at.toml --set train.epochs=2 --set train.lr=0.05 --out runs/quick
+  gradguard train --resume runs/quick            # continue after Ctrl-C, a crash or SIGKILL
+  torchrun --nproc_per_node=4 -m gradguard train configs/cifar10-pgd-at.toml --out runs/c10
+
+--set takes a dotted key and a TOML value (train.eps=0.1, train.milestones=[0.5,0.75], model.name=madry-cnn);
+every key of the config can be overridden this way (schema: docs/training.md).
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("config", nargs="?", help="experiment TOML (optional with --resume: the run's own copy)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key (repeatable), e.g. --set train.lr=0.1")
+    parser.add_argument("--out", help="run directory (default: runs/<config name>)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("gradguard: this command is not implemented yet")
+    from gradguard.checkpoint import CheckpointError
+    from gradguard.config import ConfigError, load_config
+    from gradguard.training import NonFiniteLossError, train
+
+    try:
+        if args.resume:
+            run_dir = Path(args.resume)
+            own = run_dir / "config.toml"
+            if args.config and Path(args.config).resolve() != own.resolve():
+                print(f"gradguard train: --resume uses {own}; the CONFIG argument is ignored", file=sys.stderr)
+            if args.overrides:
+                raise ConfigError("--set cannot be combined with --resume: a resumed run keeps its config")
+            cfg = load_config(own)
+        else:
+            if not args.config:
+                raise ConfigError("give a CONFIG file (or --resume RUN_DIR)")
+            cfg = load_config(args.config, args.overrides)
+            run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
+        summary = train(cfg, run_dir, resume=bool(args.resume))
+    except (ConfigError, CheckpointError, FileExistsError, FileNotFoundError) as e:
+        print(f"gradguard train: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:
+        print(f"gradguard train: {e}", file=sys.stderr)
+        return 3
+    final = summary.get("final_val") or {}
+    brief = {k: summary.get(k) for k in ("run_dir", "step", "epochs", "fb_passes", "wall_s")}
+    brief.update({k: final.get(k) for k in ("val_clean_acc", "val_robust_acc")})
+    print(json.dumps(brief))
+    return 0

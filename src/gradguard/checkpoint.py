@@ -1,0 +1,230 @@
+"""Persistence that never unpickles: safetensors for tensors, JSON for everything else, atomic writes.
+
+A checkpoint is ONE `.safetensors` file whose header metadata carries the JSON (config, versions, seed, device,
+progress, the non-tensor parts of optimizer/recipe state), so a crash can never leave a weights file and a metadata
+file that disagree; a readable `.json` copy is written next to it for people. Files are written to a temporary
+name and renamed into place (`os.replace`), so a reader sees the old file or the new one, never half of one.
+
+    save_checkpoint(path, tensors, meta);  tensors, meta = load_checkpoint(path)
+    save_model(model, "run/model.safetensors", {...});  model = load_model("run")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor, nn
+
+__all__ = [
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_metadata",
+    "flatten_state",
+    "unflatten_state",
+    "save_model",
+    "load_model",
+    "atomic_write_bytes",
+]
+
+_META_KEY = "gradguard"
+CHECKPOINT_FORMAT = "gradguard-checkpoint/1"
+MODEL_FORMAT = "gradguard-model/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or model file that cannot be read safely; the message names the file."""
+
+
+# ----------------------------------------------------------------------------------------------- raw files
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same directory, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_safetensors_bytes(data: bytes, path: Path) -> None:
+    """Refuse anything that is not a safetensors file, naming pickle payloads explicitly."""
+    if data[:4] == b"PK\x03\x04" or data[:1] == b"\x80":
+        raise CheckpointError(
+            f"refusing to load {path}: it holds a pickle payload (torch.save / pickle format), which could run "
+            "arbitrary code when loaded; gradguard checkpoints are safetensors and are never unpickled"
+        )
+    if len(data) < 10:
+        raise CheckpointError(f"{path} is not a safetensors file (only {len(data)} bytes)")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > len(data) - 8 or data[8:9] != b"{":
+        raise CheckpointError(f"{path} is not a safetensors file (bad header); was it truncated or overwritten?")
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, str], Path]:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"no such checkpoint file: {path}") from None
+    _check_safetensors_bytes(data, path)
+    try:
+        tensors = st_load(data)
+        (header_len,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8: 8 + header_len])
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"cannot read {path} as safetensors: {e}") from None
+    return tensors, header.get("__metadata__", {}) or {}, path
+
+
+def _tensor_dict(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    # safetensors refuses shared storage and non-contiguous tensors: give it private contiguous CPU copies.
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+
+
+# ----------------------------------------------------------------------------------------------- state trees
+
+
+def flatten_state(obj: Any, prefix: str) -> tuple[dict[str, Tensor], Any]:
+    """Split a nested state (dicts with str/int keys, lists, tuples, scalars, tensors) into tensors + a JSON tree.
+
+    Tensors become ``{"__tensor__": key}`` in the tree; int dict keys (optimizer state) survive the JSON round trip.
+    """
+    tensors: dict[str, Tensor] = {}
+
+    def walk(o: Any, path: str) -> Any:
+        if isinstance(o, Tensor):
+            tensors[path] = o
+            return {"__tensor__": path}
+        if isinstance(o, Mapping):
+            if all(isinstance(k, str) for k in o):
+                return {"__dict__": {k: walk(v, f"{path}.{k}") for k, v in o.items()}}
+            return {"__items__": [[_key(k), walk(v, f"{path}.{k}")] for k, v in o.items()]}
+        if isinstance(o, (list, tuple)):
+            return {"__list__": [walk(v, f"{path}.{i}") for i, v in enumerate(o)], "tuple": isinstance(o, tuple)}
+        if o is None or isinstance(o, (bool, int, float, str)):
+            return o
+        raise TypeError(f"cannot checkpoint a {type(o).__name__} at {path}")
+
+    return tensors, walk(obj, prefix)
+
+
+def _key(k: Any) -> Any:
+    if isinstance(k, (bool, int, float, str)) or k is None:
+        return k
+    raise TypeError(f"cannot checkpoint dict key of type {type(k).__name__}")
+
+
+def unflatten_state(tree: Any, tensors: Mapping[str, Tensor]) -> Any:
+    """Inverse of `flatten_state`."""
+    if isinstance(tree, dict):
+        if "__tensor__" in tree:
+            return tensors[tree["__tensor__"]]
+        if "__dict__" in tree:
+            return {k: unflatten_state(v, tensors) for k, v in tree["__dict__"].items()}
+        if "__items__" in tree:
+            return {k: unflatten_state(v, tensors) for k, v in tree["__items__"]}
+        if "__list__" in tree:
+            items = [unflatten_state(v, tensors) for v in tree["__list__"]]
+            return tuple(items) if tree.get("tuple") else items
+    return tree
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | os.PathLike[str], tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> None:
+    """Atomically write one safetensors file holding `tensors` with `meta` (JSON) in its header, plus a .json copy."""
+    path = Path(path)
+    meta = {"format": CHECKPOINT_FORMAT, **meta}
+    text = json.dumps(meta, sort_keys=True)
+    atomic_write_bytes(path, st_save(_tensor_dict(tensors), metadata={_META_KEY: text}))
+    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read a checkpoint written by `save_checkpoint`; never unpickles, refuses pickle payloads."""
+    tensors, header_meta, path = _read(path)
+    if _META_KEY not in header_meta:
+        raise CheckpointError(f"{path} is a safetensors file without gradguard metadata (not a gradguard checkpoint)")
+    try:
+        meta = json.loads(header_meta[_META_KEY])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: corrupt gradguard metadata ({e})") from None
+    return tensors, meta
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Only the JSON metadata of a checkpoint or exported model."""
+    return load_checkpoint(path)[1]
+
+
+# ----------------------------------------------------------------------------------------------- exported models
+
+
+def save_model(model: nn.Module, path: str | os.PathLike[str], info: Mapping[str, Any]) -> None:
+    """Export a plain network: weights + JSON saying how to rebuild it.
+
+    `info` must carry ``model`` (zoo name) and ``dataset``; optional ``model_args``, ``randomization`` (kind or
+    "none") and ``randomization_args``; anything else (run name, accuracy, provenance) is kept as a record.
+    """
+    missing = [k for k in ("model", "dataset") if k not in info]
+    if missing:
+        raise ValueError(f"save_model: info lacks {missing}")
+    path = Path(path)
+    meta = {"format": MODEL_FORMAT, "model_args": {}, "randomization": "none", "randomization_args": {}, **info}
+    atomic_write_bytes(path, st_save(_tensor_dict(model.state_dict()),
+                                     metadata={_META_KEY: json.dumps(meta, sort_keys=True)}))
+    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _model_file(path: Path) -> Path:
+    if path.is_dir():
+        return path / "model.safetensors"
+    if path.suffix == ".json":
+        return path.with_suffix(".safetensors")
+    return path
+
+
+def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild an exported network (zoo builder + randomization) and load its weights; eval mode.
+
+    `path` may be the `.safetensors` file, its `.json`, or a run directory (its `model.safetensors`).
+    """
+    file = _model_file(Path(path))
+    tensors, header_meta, file = _read(file)
+    if _META_KEY not in header_meta:
+        raise CheckpointError(f"{file} has no gradguard model metadata")
+    meta = json.loads(header_meta[_META_KEY])
+    if meta.get("format") != MODEL_FORMAT:
+        raise CheckpointError(f"{file} is a {meta.get('format')!r} file, not an exported model ({MODEL_FORMAT})")
+    from gradguard.models import build_model
+
+    model = build_model(meta["model"], meta["dataset"], **meta.get("model_args", {}))
+    kind = meta.get("randomization", "none")
+    if kind and kind != "none":
+        from gradguard.models import randomize
+
+        model = randomize(model, kind, **meta.get("randomization_args", {})) or model
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{file}: weights do not fit {meta['model']!r} on {meta['dataset']!r}: {e}") from None
+    return model.to(device).eval()

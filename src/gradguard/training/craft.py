@@ -1,0 +1,29 @@
+"""Training-time PGD: Madry et al.'s inner maximization, returning the last iterate for *every* sample.
+
+`gradguard.attacks.PGD` is an evaluation attack: it looks for a misclassified point and leaves samples that are
+already misclassified at their clean point. Adversarial training needs the loss maximized for every sample (early
+in training almost every sample is misclassified, and training on them clean would silently turn PGD-AT into
+standard training), so the training recipes use this loop, built on the same threat models and
+`gradguard.gradients.input_gradient`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from gradguard.gradients import input_gradient
+from gradguard.threat import ThreatModel
+
+__all__ = ["pgd_maximize"]
+
+
+def pgd_maximize(model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel, *, steps: int, alpha: float,
+                 random_start: bool, generator: torch.Generator, loss: str = "ce") -> Tensor:
+    """`steps` signed (linf) or normalized (l2) ascent steps of size `alpha` on `loss`, projected; the final point."""
+    x = x.detach()
+    x_adv = threat.random_init(x, generator) if random_start else x.clone()
+    for _ in range(steps):
+        grad, _ = input_gradient(model, x_adv, y, loss)
+        x_adv = threat.project(threat.step(x_adv, grad, alpha), x)
+    return x_adv.detach()
