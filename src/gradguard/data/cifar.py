@@ -67,10 +67,11 @@ def _assemble(
         if counts is not None and images.shape[0] != counts[split]:
             where = ", ".join(blobs[n][1] for n in names)
             raise DatasetError(f"{where}: wrong size: {images.shape[0]} {split} images, expected {counts[split]}")
+        splits[split] = (images, labels)
+    for names in BATCHES.values():  # md5 last, once every batch is known to be well formed
         for n in names:
             data, where = blobs[n]
             sums[n] = check_md5(data, md5[n], where) if md5 is not None else md5_bytes(data)
-        splits[split] = (images, labels)
     return splits, sums
 
 

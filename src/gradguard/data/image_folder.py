@@ -120,10 +120,6 @@ def read_image_folder(
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split in SPLITS:
         chosen = [r for r in records if r[0] == split]
-        if counts is not None and max_images is None and len(chosen) != counts[split]:
-            raise DatasetError(
-                f"{source}: wrong size: {len(chosen)} {split} images, expected {counts[split]}", source
-            )
         images = np.empty((len(chosen), 3, size, size), dtype=np.uint8)
         chunk = max(1, -(-len(chosen) // (workers * 4)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -134,4 +130,8 @@ def read_image_folder(
                 job.result()
         labels = np.array([class_index[r[1]] for r in chosen], dtype=np.int64)
         out[split] = (images, labels)
+    # counts are checked after decoding so that a broken image is reported as such, whatever the folder's size
+    for split, (images, _) in out.items():
+        if counts is not None and max_images is None and len(images) != counts[split]:
+            raise DatasetError(f"{source}: wrong size: {len(images)} {split} images, expected {counts[split]}", source)
     return out

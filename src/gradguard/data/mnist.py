@@ -44,11 +44,11 @@ def read_idx_dataset(
     """Decode both splits. Returns ({split: (images N,1,H,W uint8, labels int64)}, {file name: md5}).
 
     Checks, in this order so that the error says what is really wrong: magic number, length against the header,
-    image size, counts, label range, then the md5 of the decompressed bytes against ``md5`` (None skips it:
-    only for tools and tests that write their own small files).
+    image size, counts, label range for every file, then the md5 of the decompressed bytes against ``md5``
+    (None skips it: only for tools and tests that write their own small files).
     """
     splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    sums: dict[str, str] = {}
+    raw: list[tuple[str, bytes, Path]] = []
     for split, (img_name, lbl_name) in IDX_FILES.items():
         img_path, lbl_path = files[img_name], files[lbl_name]
         img_bytes, lbl_bytes = read_idx_bytes(img_path), read_idx_bytes(lbl_path)
@@ -68,9 +68,10 @@ def read_idx_dataset(
             )
         if labels.size and int(labels.max()) > 9:
             raise DatasetError(f"{lbl_path}: label {int(labels.max())} out of range 0..9", lbl_path)
-        for name, data, path in ((img_name, img_bytes, img_path), (lbl_name, lbl_bytes, lbl_path)):
-            sums[name] = check_md5(data, md5[name], path) if md5 is not None else md5_bytes(data)
+        raw += [(img_name, img_bytes, img_path), (lbl_name, lbl_bytes, lbl_path)]
         splits[split] = (images[:, None].copy(), labels.astype(np.int64))
+    # md5 last, once every file is known to be well formed: a truncated file is reported as truncated
+    sums = {name: check_md5(data, md5[name], path) if md5 is not None else md5_bytes(data) for name, data, path in raw}
     return splits, sums
 
 

@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - numpy 1.x
 
 def _latin1_encode(obj: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
     if codecs.lookup(encoding).name not in ("latin-1", "iso8859-1"):
-        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}")
+        raise _Refused(f"refusing _codecs.encode with encoding {encoding!r}")
     return codecs.encode(obj, "latin-1", errors)
 
 
@@ -40,22 +40,26 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
+class _Refused(pickle.UnpicklingError):
+    """The pickle asked for something outside the allow-list."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}") from None
+            raise _Refused(f"refusing to load global {module}.{name}") from None
 
     def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("refusing persistent ids")
+        raise _Refused("refusing persistent ids")
 
 
 def safe_loads(data: bytes, path: object) -> Any:
     """Unpickle ``data`` with the allow-list; any refusal or corruption is a DatasetError naming ``path``."""
     try:
         obj = _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except pickle.UnpicklingError as exc:
+    except _Refused as exc:
         raise DatasetError(f"{path}: not a plain CIFAR batch pickle: {exc}", path) from exc
     except Exception as exc:  # a corrupt pickle can fail in many ways; all of them mean a bad file
         raise DatasetError(f"{path}: truncated or corrupt pickle ({type(exc).__name__}: {exc})", path) from exc

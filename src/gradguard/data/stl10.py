@@ -49,7 +49,7 @@ def read_stl10_folder(
     folder: Path, *, md5: dict[str, str] | None, counts: dict[str, int] | None = COUNTS
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
     splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    sums: dict[str, str] = {}
+    raw: list[tuple[str, bytes, Path]] = []
     for split, (x_name, y_name) in FILES.items():
         x_path, y_path = folder / x_name, folder / y_name
         x_bytes, y_bytes = x_path.read_bytes(), y_path.read_bytes()
@@ -60,9 +60,9 @@ def read_stl10_folder(
             )
         if labels.shape[0] != images.shape[0]:
             raise DatasetError(f"{y_path}: wrong size: {labels.shape[0]} labels for {images.shape[0]} images", y_path)
-        for name, data, path in ((x_name, x_bytes, x_path), (y_name, y_bytes, y_path)):
-            sums[name] = check_md5(data, md5[name], path) if md5 is not None else md5_bytes(data)
+        raw += [(x_name, x_bytes, x_path), (y_name, y_bytes, y_path)]
         splits[split] = (images, labels)
+    sums = {name: check_md5(data, md5[name], path) if md5 is not None else md5_bytes(data) for name, data, path in raw}
     return splits, sums
 
 

@@ -1,0 +1,250 @@
+"""load/fetch/info through the source order, the cache, and every bad-input case end to end.
+
+Each test gets its own empty cache (GRADGUARD_CACHE) and no network (GRADGUARD_OFFLINE); files are written here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradguard.data import (
+    ChecksumError,
+    DatasetError,
+    DatasetNotFoundError,
+    fetch,
+    info,
+    is_cached,
+    load,
+    mnist,
+)
+from gradguard.data import cache as cache_mod
+from gradguard.data.idx import write_idx
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GRADGUARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GRADGUARD_OFFLINE", "1")
+    monkeypatch.delenv("GRADGUARD_DATA", raising=False)
+    return tmp_path
+
+
+def _nothing_cached(name: str, tmp_path: Path) -> bool:
+    folder = tmp_path / "cache" / "datasets"
+    leftovers = list(folder.iterdir()) if folder.exists() else []
+    return cache_mod.read_meta(name) is None and leftovers == []
+
+
+def _write_mnist(folder: Path, *, train: int = 60000, test: int = 10000, gz: bool = False) -> None:
+    """Structurally valid idx files (zeros): right magic and counts, wrong md5."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "train-images-idx3-ubyte": np.zeros((train, 28, 28), np.uint8),
+        "train-labels-idx1-ubyte": np.zeros(train, np.uint8),
+        "t10k-images-idx3-ubyte": np.zeros((test, 28, 28), np.uint8),
+        "t10k-labels-idx1-ubyte": np.zeros(test, np.uint8),
+    }
+    for name, arr in arrays.items():
+        data = write_idx(arr)
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(data, compresslevel=1))
+        else:
+            (folder / name).write_bytes(data)
+
+
+# -- missing ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "file"), [("mnist", "train-images-idx3-ubyte"), ("stl10", "train_X.bin")])
+def test_missing_dataset_names_files_and_fetch_command(tmp_path: Path, name: str, file: str):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetNotFoundError) as info_:
+        load(name, root=empty)
+    message = str(info_.value)
+    assert file in message and f"gradguard data fetch {name}" in message and str(empty) in message
+    assert _nothing_cached(name, tmp_path)
+
+
+def test_fetch_without_any_route_fails_cleanly(tmp_path: Path):
+    with pytest.raises(DatasetNotFoundError, match="gradguard data fetch stl10"):
+        fetch("stl10")
+
+
+def test_unknown_name_and_split():
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load("imagenet")
+    with pytest.raises(ValueError, match="unknown split"):
+        load("digits", "validation")
+
+
+# -- bad files, end to end: clear error naming the file, nothing cached ---------------------------------------------
+
+
+def test_wrong_count_is_a_wrong_size_error(tmp_path: Path):
+    _write_mnist(tmp_path / "raw", train=5, test=3)
+    with pytest.raises(DatasetError, match="wrong size: 5 images, expected 60000") as info_:
+        load("mnist", root=tmp_path / "raw")
+    assert str(tmp_path / "raw" / "train-images-idx3-ubyte") in str(info_.value)
+    assert _nothing_cached("mnist", tmp_path)
+
+
+def test_extra_bytes_are_a_wrong_size_error(tmp_path: Path):
+    _write_mnist(tmp_path / "raw", train=5, test=3)
+    path = tmp_path / "raw" / "t10k-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes() + b"\x00")
+    with pytest.raises(DatasetError, match="wrong size") as info_:
+        mnist.read_idx_dataset(mnist.find_idx_files(tmp_path / "raw"), md5=None, counts=None)
+    assert str(path) in str(info_.value)
+
+
+def test_bad_magic_names_the_file(tmp_path: Path):
+    _write_mnist(tmp_path / "raw", train=5, test=3)
+    path = tmp_path / "raw" / "train-labels-idx1-ubyte"
+    path.write_bytes(write_idx(np.zeros((5, 28, 28), np.uint8)))  # an images file where labels belong
+    with pytest.raises(DatasetError, match="bad magic number 0x00000803, expected 0x00000801") as info_:
+        load("mnist", root=tmp_path / "raw")
+    assert str(path) in str(info_.value)
+    assert _nothing_cached("mnist", tmp_path)
+
+
+def test_truncated_file_names_the_file(tmp_path: Path):
+    _write_mnist(tmp_path / "raw", gz=True)
+    path = tmp_path / "raw" / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DatasetError, match="truncated or corrupt gzip") as info_:
+        load("mnist", "test", root=tmp_path / "raw")
+    assert str(path) in str(info_.value)
+    assert _nothing_cached("mnist", tmp_path)
+
+
+def test_checksum_mismatch_names_the_file(tmp_path: Path):
+    _write_mnist(tmp_path / "raw")  # right shapes and counts, but not the published bytes
+    with pytest.raises(ChecksumError, match="checksum mismatch") as info_:
+        load("mnist", root=tmp_path / "raw")
+    assert str(tmp_path / "raw" / "train-images-idx3-ubyte") in str(info_.value)
+    assert _nothing_cached("mnist", tmp_path)
+
+
+def test_undecodable_image_names_the_file(tmp_path: Path):
+    root = tmp_path / "cifar10-jpeg"
+    for split in ("train", "test"):
+        (root / split / "cat").mkdir(parents=True)
+    bad = root / "train" / "cat" / "0001.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not really")
+    with pytest.raises(DatasetError, match="undecodable image") as info_:
+        load("cifar10", root=root)
+    assert str(bad) in str(info_.value)
+    assert _nothing_cached("cifar10", tmp_path)
+
+
+def test_bad_checksum_from_a_local_route_is_not_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from gradguard.data import sources
+
+    _write_mnist(tmp_path / "deb", gz=True)
+    monkeypatch.setattr(sources, "DEBIAN_FASHION", tmp_path / "deb")
+    with pytest.raises(ChecksumError, match=str(tmp_path / "deb")):
+        load("fashion-mnist")
+    assert _nothing_cached("fashion-mnist", tmp_path)
+
+
+# -- working paths: verified data, cache reuse, provenance ----------------------------------------------------------
+
+
+@pytest.fixture
+def fake_published(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """Small 'published' MNIST: counts 6/4 and md5 of the files the test writes, so the full path runs."""
+    from gradguard.data import sources
+    from gradguard.data.checksums import md5_bytes
+
+    monkeypatch.setattr(mnist, "COUNTS", {"train": 6, "test": 4})
+    rng = np.random.default_rng(0)
+    files = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": np.arange(6, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": np.arange(4, dtype=np.uint8),
+    }
+    blobs = {k: write_idx(v) for k, v in files.items()}
+    monkeypatch.setitem(sources.MD5, "mnist", {k: md5_bytes(v) for k, v in blobs.items()})
+    return blobs
+
+
+def _write_blobs(folder: Path, blobs: dict[str, bytes]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, v in blobs.items():
+        (folder / f"{k}.gz").write_bytes(gzip.compress(v))
+
+
+def test_user_folder_load_verifies_caches_and_reuses(tmp_path: Path, fake_published, monkeypatch):
+    _write_blobs(tmp_path / "user" / "MNIST" / "raw", fake_published)  # torchvision layout is found too
+    data = load("mnist", root=tmp_path / "user")
+    assert len(data) == 6 and data.images.shape == (6, 1, 28, 28) and data.labels.tolist() == list(range(6))
+    assert str(tmp_path / "user" / "MNIST" / "raw") in data.source
+    assert is_cached("mnist")
+    report = info("mnist")
+    assert report["verified"] and report["cache_intact"] and report["splits"]["test"]["count"] == 4
+
+    calls = []
+    real = mnist.read_idx_dataset
+    monkeypatch.setattr(mnist, "read_idx_dataset", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = load("mnist", "test", root=tmp_path / "user")  # same files: served from the cache
+    assert calls == [] and len(again) == 4
+    touched = tmp_path / "user" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    os.utime(touched, ns=(1, 1))  # the source changed: read (and verify) it again
+    load("mnist", root=tmp_path / "user")
+    assert calls == [1]
+
+
+def test_env_data_dir_and_cache_without_root(tmp_path: Path, fake_published, monkeypatch):
+    _write_blobs(tmp_path / "env", fake_published)
+    monkeypatch.setenv("GRADGUARD_DATA", str(tmp_path / "env"))
+    assert len(load("mnist", "test")) == 4
+    monkeypatch.delenv("GRADGUARD_DATA")
+    assert len(load("mnist", "test")) == 4  # now from the cache alone
+
+
+def test_cache_write_is_atomic(tmp_path: Path, monkeypatch):
+    load("digits")
+    before = cache_mod.read_meta("digits")
+    calls = []
+    real_save = np.save
+
+    def failing_save(path, arr):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        real_save(path, arr)
+
+    monkeypatch.setattr(np, "save", failing_save)
+    from gradguard.data.digits import digits_csv_path, read_digits, split_digits
+
+    with pytest.raises(OSError, match="disk full"):
+        cache_mod.write("digits", split_digits(*read_digits(digits_csv_path())), {"source": "x"})
+    assert cache_mod.read_meta("digits") == before  # the old entry survives whole
+    assert sorted(p.name for p in (tmp_path / "cache" / "datasets").iterdir()) == ["digits"]
+
+
+def test_damaged_cache_entry_is_reported(tmp_path: Path):
+    load("digits")
+    (tmp_path / "cache" / "datasets" / "digits" / "test-images.npy").write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match="damaged cache entry"):
+        load("digits", "test")
+
+
+def test_digits_always_available_and_fast_second_load():
+    import time
+
+    first = load("digits", "train")
+    t0 = time.perf_counter()
+    second = load("digits", "train")
+    assert time.perf_counter() - t0 < 0.5
+    assert first.images.equal(second.images) and len(first) == 1442
+    assert "scikit-learn" in second.source
+    report = info("digits")
+    assert report["splits"]["train"]["count"] + report["splits"]["test"]["count"] == 1797
