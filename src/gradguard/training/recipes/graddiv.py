@@ -1,0 +1,129 @@
+"""GradDiv: a base loss (standard, PGD-AT or Adv-BNN's ELBO) plus lambda times a gradient-concentration penalty.
+
+For every input of the batch the randomized model is run on n replicas in ONE forward pass (it draws independently
+per input), the per-draw input gradients are taken with `create_graph=True`, and their concentration (see
+`gradguard.graddiv`) is added to the base loss. The base cross-entropy reuses the logits of the same n draws.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from gradguard.graddiv import draw_gradients, graddiv_penalty, mean_resultant_length, unit_directions
+from gradguard.training.recipe import Recipe, StepContext, StepOutput
+
+__all__ = ["GradDivRecipe", "craft_pgd", "ramp"]
+
+Base = Literal["standard", "pgd_at", "elbo", "adv_elbo"]
+_ADVERSARIAL_BASES = ("pgd_at", "adv_elbo")
+
+
+def ramp(weight: float, progress: float, warmup: float) -> float:
+    """Linear warm-up of `weight` over the first `warmup` fraction of training (no warm-up when 0)."""
+    if warmup <= 0:
+        return weight
+    return weight * min(1.0, max(0.0, progress) / warmup)
+
+
+def craft_pgd(
+    model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext, *, steps: int, alpha: float | None, eot: int
+) -> Tensor:
+    """Training-time PGD in the step's threat model (alpha defaults to 2.5 eps / steps), randomness from ctx."""
+    from gradguard.attacks import PGD
+
+    eps = ctx.threat.eps
+    if eps <= 0:
+        return x
+    attack = PGD(
+        eps=eps,
+        norm=ctx.threat.norm,
+        steps=steps,
+        alpha=alpha if alpha is not None else 2.5 * eps / steps,
+        random_start=True,
+        eot=eot,
+        early_stop=False,  # train on the full-budget point, as PGD-AT does
+        generator=ctx.generator,
+    )
+    return attack(model, x, y).detach()
+
+
+def elbo_kl(model: nn.Module, kl_weight: float, n_train: int) -> Tensor:
+    """Adv-BNN's KL term kl_weight * KL(q || p) / N_train (zero for a model without Bayesian layers)."""
+    from gradguard.models import kl_divergence
+
+    return kl_weight * kl_divergence(model) / n_train
+
+
+class GradDivRecipe(Recipe):
+    name: ClassVar[str] = "graddiv"
+
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        regularizer: Literal["mrl", "cos", "kappa", "det"] = "mrl"
+        lam: float = Field(1.0, ge=0.0, description="weight of the GradDiv term")
+        n_draws: int = Field(4, ge=2, description="sample models per input (replicas in one batched pass)")
+        warmup: float = Field(0.0, ge=0.0, le=1.0, description="fraction of training over which lam ramps up")
+        det_ridge: float = Field(1e-3, gt=0.0, description="ridge added to the Gram matrix for 'det'")
+        base: Base = "standard"
+        #: where the GradDiv term is taken for adversarial bases: on the PGD examples or the clean inputs.
+        graddiv_on: Literal["adv", "clean"] = "adv"
+        pgd_steps: int = Field(10, ge=1)
+        pgd_alpha: float | None = Field(None, gt=0.0, description="None: 2.5 * eps / pgd_steps")
+        pgd_eot: int = Field(1, ge=1, description="EOT draws per PGD gradient while crafting")
+        kl_weight: float = Field(1.0, ge=0.0, description="ELBO bases: weight of KL / n_train")
+        n_train: int = Field(60000, ge=1, description="ELBO bases: training-set size dividing the KL")
+
+    def __init__(self, config: GradDivRecipe.Config | None = None) -> None:
+        self.config = config or self.Config()
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        from gradguard.models import is_randomized
+
+        if not is_randomized(model):
+            raise ValueError(
+                "recipe 'graddiv' needs a randomized model (set [model] randomization, e.g. 'noise' or 'bayes'): "
+                "the draws of a deterministic model all share one gradient, so there is nothing to scatter"
+            )
+        return model
+
+    def step(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> StepOutput:
+        cfg = self.config
+        lam = ramp(cfg.lam, ctx.progress, cfg.warmup)
+        adversarial = cfg.base in _ADVERSARIAL_BASES
+        x_base = x
+        if adversarial:
+            x_base = craft_pgd(model, x, y, ctx, steps=cfg.pgd_steps, alpha=cfg.pgd_alpha, eot=cfg.pgd_eot)
+        x_reg = x_base if (adversarial and cfg.graddiv_on == "adv") else x
+
+        grads, logits, loss = draw_gradients(
+            model, x_reg, y, cfg.n_draws, create_graph=lam > 0, retain_graph=x_reg is x_base
+        )
+        if x_reg is x_base:
+            base = loss.mean()  # CE averaged over the same n draws
+            report_logits = logits.mean(1)
+        else:
+            report_logits = model(x_base)
+            base = F.cross_entropy(report_logits, y)
+
+        logs: dict[str, float] = {"graddiv_lam": lam, "base_loss": base.item()}
+        total = base
+        if cfg.base in ("elbo", "adv_elbo"):
+            kl = elbo_kl(model, cfg.kl_weight, cfg.n_train)
+            total = total + kl
+            logs["kl_term"] = float(kl.detach())
+        if lam > 0:
+            penalty = graddiv_penalty(cfg.regularizer, grads, ridge=cfg.det_ridge)
+            total = total + lam * penalty
+            logs["graddiv_penalty"] = penalty.item()
+        with torch.no_grad():
+            logs["graddiv_mrl"] = mean_resultant_length(unit_directions(grads.detach())).mean().item()
+        return StepOutput(loss=total, logits=report_logits.detach(), logs=logs)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **self.config.model_dump()}
