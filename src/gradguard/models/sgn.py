@@ -212,6 +212,8 @@ class SelfGradientNetwork(nn.Module):
             def hook(_m: nn.Module, _i: object, out: Tensor) -> None:
                 if not isinstance(out, Tensor):
                     raise TypeError(f"tap {tap!r} must output a tensor, got {type(out).__name__}")
+                if tap in acts:
+                    raise ValueError(f"tap {tap!r} runs more than once per forward: tap a module used once")
                 acts[tap] = out
 
             return hook
