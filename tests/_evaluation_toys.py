@@ -101,3 +101,24 @@ class WhiteBoxOracle(Oracle):
     """The same oracle, declared a white-box attack (for aggregation tests)."""
 
     uses_gradients = True
+
+
+def distributed_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    """One Gloo rank of the distributed evaluation test: evaluate its shard, write the gathered result."""
+    import json
+
+    import torch.distributed as dist
+
+    from gradguard.attacks import PGD
+    from gradguard.evaluation import evaluate
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        x, y = quadrant_data(30)
+        attacks = {"pgd": lambda eps: PGD(eps=eps, steps=5), "oracle": lambda eps: Oracle(eps, only=x[::3])}
+        res = evaluate(Shattered(), x, y, attacks, eps=[0.1, 0.4], check_n=8)
+        with open(f"{out_dir}/rank{rank}.json", "w") as f:
+            json.dump(res.to_dict(), f)
+    finally:
+        dist.destroy_process_group()
