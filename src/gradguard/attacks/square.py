@@ -11,6 +11,7 @@ the gradients are lying (masking).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -30,18 +31,27 @@ def p_schedule(it: int, n_queries: int, p_init: float) -> float:
     return p_init / (2**halvings)
 
 
-def _eta(s: int, generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> Tensor:
+def _rect(h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Concentric rectangles around the centre with weights 1 / (r + 1)^2, unit L2 norm."""
+    d = torch.zeros(h, w, device=device, dtype=dtype)
+    ch, cw = h // 2, w // 2
+    for r in range(max(ch, cw) + 1):
+        d[max(ch - r, 0) : min(ch + r + 1, h), max(cw - r, 0) : min(cw + r + 1, w)] += 1.0 / (r + 1) ** 2
+    return d / d.norm().clamp_min(1e-12)
+
+
+@lru_cache(maxsize=64)
+def _eta_pattern(s: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     """The L2 proposal pattern of the paper: two opposite halves of concentric rectangles, unit norm."""
+    if s == 1:
+        return torch.ones(1, 1, device=device, dtype=dtype)
+    d = torch.cat([_rect(s // 2, s, device, dtype), -_rect(s - s // 2, s, device, dtype)])
+    return d / d.norm().clamp_min(1e-12)
 
-    def rect(h: int, w: int) -> Tensor:
-        d = torch.zeros(h, w, device=device, dtype=dtype)
-        ch, cw = h // 2, w // 2
-        for r in range(max(ch, cw) + 1):
-            d[max(ch - r, 0) : min(ch + r + 1, h), max(cw - r, 0) : min(cw + r + 1, w)] += 1.0 / (r + 1) ** 2
-        return d / d.norm().clamp_min(1e-12)
 
-    d = torch.cat([rect(s // 2, s), -rect(s - s // 2, s)]) if s > 1 else torch.ones(1, 1, device=device, dtype=dtype)
-    d = d / d.norm().clamp_min(1e-12)
+def _eta(s: int, generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The pattern, transposed with probability 1/2 (drawn from `generator`)."""
+    d = _eta_pattern(s, device, dtype)
     if torch.rand((), generator=generator, device=generator.device) > 0.5:
         d = d.t()
     return d
