@@ -81,8 +81,8 @@ def _decode_into(out: np.ndarray, start: int, records: Sequence[Record], size: i
             with Image.open(io.BytesIO(data)) as image:
                 if image.size != (size, size):
                     raise DatasetError(f"{where}: wrong image size {image.size}, expected ({size}, {size})", where)
-                image.draft("RGB", image.size)
-                array = np.asarray(image.convert("RGB"))
+                image.draft("RGB", image.size)  # JPEG: decode straight to RGB, no later conversion
+                array = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         except DatasetError:
             raise
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
