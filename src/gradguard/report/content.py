@@ -1,0 +1,185 @@
+"""What a report says: one run in full, or several runs side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gradguard.report.document import Code, Document, Flags, Heading, Image, Paragraph, Table
+from gradguard.report.plots import line_plot
+from gradguard.report.records import RunRecord
+
+__all__ = ["run_document", "comparison_document"]
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}"
+
+
+def _num(v: Any, fmt: str = "{:,.0f}") -> str:
+    return "n/a" if v is None else fmt.format(v)
+
+
+def _dataset_line(r: RunRecord) -> str:
+    ds = r.results.get("dataset", {})
+    text = f"Dataset `{ds.get('name')}` from {ds.get('source')}."
+    if ds.get("lossy"):
+        text += (" **This is the lossy JPEG copy of CIFAR-10** (PSNR 27-33 dB): accuracies are close to, not equal"
+                 " to, published CIFAR-10 figures; compare methods within this copy.")
+    return text
+
+
+def _protocol_line(ev: dict[str, Any]) -> str:
+    text = (f"Evaluation on {ev.get('n')} test images, {ev.get('norm')} threat model, suite `{ev.get('suite')}` "
+            f"({ev.get('mode')} worst case), seed {ev.get('seed')}.")
+    if ev.get("randomized"):
+        text += (f" Randomized model: predictions average m={ev.get('m')} draws; gradient attacks use EOT over "
+                 f"k={ev.get('k')} draws; a point counts as robust only if the m-draw prediction stays correct.")
+    else:
+        text += f" Deterministic model (m={ev.get('m')}, k={ev.get('k')})."
+    return text
+
+
+def _accuracy_table(r: RunRecord) -> Table:
+    ev = r.evaluation
+    per_attack = r.attack_accuracy()
+    header = ["eps", "clean", *per_attack, "worst case"]
+    rows = []
+    for i, eps in enumerate(ev.get("eps", [])):
+        rows.append([f"{eps:g}", _pct(ev.get("clean_accuracy")),
+                     *[_pct(v[i] if i < len(v) else None) for v in per_attack.values()],
+                     _pct(ev["robust_accuracy"][i])])
+    caption = "accuracy in % (per attack: its own robust accuracy where every point was attacked, else cumulative)"
+    return Table(header, rows, caption=caption)
+
+
+def _flags(ev: dict[str, Any]) -> Flags:
+    return Flags([(f["name"], bool(f["triggered"]), f["message"]) for f in ev.get("flags", [])])
+
+
+def _environment_table(env: dict[str, Any]) -> Table:
+    rows = [[k, str(v)] for k, v in env.items() if not isinstance(v, dict)]
+    for k, v in env.items():
+        if isinstance(v, dict):
+            rows += [[f"{k}.{kk}", str(vv)] for kk, vv in v.items()]
+    return Table(["field", "value"], rows)
+
+
+def run_document(r: RunRecord, out_dir: Path) -> Document:
+    res, ev, tr = r.results, r.evaluation, r.training
+    doc = Document(f"gradguard run: {r.name}")
+    model = res.get("model", {})
+    rand = model.get("randomization", "none")
+    doc.add(
+        Paragraph(_dataset_line(r)),
+        Paragraph(f"Model `{model.get('name')}`" + (f" randomized with `{rand}`" if rand != "none" else "")
+                  + f", trained with recipe `{tr.get('recipe', {}).get('name', '?')}`, seed {res.get('seed')}: "
+                  f"{_num(tr.get('wall_s'), '{:,.1f}')} s of training, {_num(tr.get('fb_passes'))} forward+backward "
+                  f"passes (validation excluded)."),
+        Paragraph(f"Reproduce: `{res.get('command')}` (run on {res.get('machine')}, {res.get('date')})."),
+        Heading("Robust accuracy"),
+        Paragraph(_protocol_line(ev)),
+        _accuracy_table(r),
+    )
+    if ev.get("randomized"):
+        doc.add(Paragraph(f"Clean accuracy: {_pct(ev.get('clean_accuracy'))}% with m={ev.get('m')} draws, "
+                          f"{_pct(ev.get('clean_accuracy_single'))}% with a single draw."))
+    doc.add(Heading("Masking checks"), _flags(ev))
+    eps = ev.get("eps", [])
+    if len(eps) > 1:
+        series = {name: (eps, [v if v is not None else float("nan") for v in accs])
+                  for name, accs in r.attack_accuracy().items()}
+        series["worst case"] = (eps, ev["robust_accuracy"])
+        png = line_plot(out_dir / "robust_vs_eps.png", series, title="robust accuracy against epsilon",
+                        xlabel="epsilon", ylabel="accuracy", ylim=(0, 1))
+        if png:
+            doc.add(Image(png, "robust accuracy against epsilon"))
+
+    doc.add(Heading("Training"))
+    final, best = tr.get("final_val") or {}, tr.get("best_val") or {}
+    if final:
+        doc.add(Table(["checkpoint", "step", "val clean %", "val robust %", "wall s", "fb passes"], [
+            [label, str(v.get("step")), _pct(v.get("val_clean_acc")), _pct(v.get("val_robust_acc")),
+             _num(v.get("wall_s"), "{:,.1f}"), _num(v.get("fb_passes"))]
+            for label, v in (("final", final), ("best", best)) if v
+        ], caption="robust validation on the held-out subset (the time-to-robustness log)"))
+    train_recs = r.records("train")
+    steps = [t["step"] for t in train_recs]
+    for key, label in (("loss", "training loss"), ("acc", "training accuracy")):
+        png = line_plot(out_dir / f"train_{key}.png", {label: (steps, [t.get(key) for t in train_recs])},
+                        title=label, xlabel="optimizer step", ylabel=key)
+        if png:
+            doc.add(Image(png, label))
+    vals = r.records("val")
+    for xkey, xlabel in (("wall_s", "training wall seconds"), ("fb_passes", "forward+backward passes")):
+        png = line_plot(out_dir / f"time_to_robustness_{xkey}.png",
+                        {"val robust": ([v[xkey] for v in vals], [v["val_robust_acc"] for v in vals]),
+                         "val clean": ([v[xkey] for v in vals], [v["val_clean_acc"] for v in vals])},
+                        title="time to robustness", xlabel=xlabel, ylabel="validation accuracy", ylim=(0, 1))
+        if png:
+            doc.add(Image(png, f"time to robustness ({xlabel})"))
+
+    grads = res.get("gradient_statistics")
+    if grads:
+        doc.add(Heading("Gradient concentration"),
+                Paragraph(f"Over {grads['n_inputs']} test inputs and {grads['n_draws']} draws per input: mean "
+                          f"resultant length {grads['mean_resultant_length']:.4f} (isotropic floor "
+                          f"{grads['mrl_isotropic']:.4f}), kappa {grads['kappa']:.2f}, mean pairwise cosine "
+                          f"{grads['mean_pairwise_cosine']:.4f}."))
+        eot = grads.get("eot_cosine") or {}
+        if eot:
+            ks = sorted(int(k) for k in eot)
+            doc.add(Table(["EOT draws k", "cosine to a fresh draw"], [[str(k), f"{eot[str(k)]:.4f}"] for k in ks]))
+            png = line_plot(out_dir / "eot_cosine.png", {"": (ks, [eot[str(k)] for k in ks])},
+                            title="EOT proxy gradient vs a fresh draw", xlabel="EOT draws k", ylabel="mean cosine",
+                            logx=True)
+            if png:
+                doc.add(Image(png, "cosine between the k-draw EOT gradient and fresh single-draw gradients"))
+
+    doc.add(Heading("Environment"), _environment_table(res.get("environment", {})))
+    if r.config_text:
+        doc.add(Heading("Config"), Code(r.config_text.rstrip()))
+    return doc
+
+
+def comparison_document(runs: Sequence[RunRecord], out_dir: Path) -> Document:
+    doc = Document("gradguard comparison: " + ", ".join(r.name for r in runs))
+    eps_sets = {tuple(r.evaluation.get("eps", [])) for r in runs}
+    attacks: list[str] = []
+    for r in runs:
+        attacks += [a for a in r.attack_accuracy() if a not in attacks]
+    header = ["run", "recipe", "eps", "clean", *attacks, "worst case", "train wall s", "fb passes", "m", "k"]
+    rows = []
+    for r in runs:
+        ev, tr, acc = r.evaluation, r.training, r.attack_accuracy()
+        for i, eps in enumerate(ev.get("eps", [])):
+            rows.append([r.name, tr.get("recipe", {}).get("name", "?"), f"{eps:g}", _pct(ev.get("clean_accuracy")),
+                         *[_pct(acc[a][i]) if a in acc else "-" for a in attacks], _pct(ev["robust_accuracy"][i]),
+                         _num(tr.get("wall_s"), "{:,.1f}"), _num(tr.get("fb_passes")), str(ev.get("m")),
+                         str(ev.get("k"))])
+    doc.add(Table(header, rows, caption="accuracy in %"))
+    if len(eps_sets) > 1:
+        doc.add(Paragraph("Note: the runs were evaluated at different epsilons."))
+    datasets = {r.results.get("dataset", {}).get("source") for r in runs}
+    doc.add(Paragraph("Data: " + "; ".join(sorted(str(d) for d in datasets)) + "."))
+    if any(r.results.get("dataset", {}).get("lossy") for r in runs):
+        doc.add(Paragraph("At least one run used the lossy JPEG copy of CIFAR-10."))
+    doc.add(Heading("Masking checks"))
+    for r in runs:
+        trig = [f["name"] for f in r.evaluation.get("flags", []) if f["triggered"]]
+        doc.add(Paragraph(f"`{r.name}`: " + (", ".join(f"**{t}**" for t in trig) if trig else "no flag raised")))
+    for xkey, xlabel in (("wall_s", "training wall seconds"), ("fb_passes", "forward+backward passes")):
+        series = {r.name: ([v[xkey] for v in r.records("val")], [v["val_robust_acc"] for v in r.records("val")])
+                  for r in runs}
+        png = line_plot(out_dir / f"time_to_robustness_{xkey}.png", series, title="time to robustness",
+                        xlabel=xlabel, ylabel="robust validation accuracy", ylim=(0, 1))
+        if png:
+            doc.add(Image(png, f"robust validation accuracy against {xlabel}"))
+    series = {r.name: (r.evaluation.get("eps", []), r.evaluation.get("robust_accuracy", [])) for r in runs}
+    if any(len(v[0]) > 1 for v in series.values()):
+        png = line_plot(out_dir / "robust_vs_eps.png", series, title="worst-case robust accuracy",
+                        xlabel="epsilon", ylabel="accuracy", ylim=(0, 1))
+        if png:
+            doc.add(Image(png, "worst-case robust accuracy against epsilon"))
+    return doc

@@ -1,0 +1,69 @@
+"""Reading a run directory back: the runner's results.json, the training log and the config, in one object."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gradguard.report.files import read_jsonl
+
+__all__ = ["RunRecord", "load_run", "RESULTS_SCHEMA"]
+
+RESULTS_SCHEMA = "gradguard.results/1"
+
+
+@dataclass
+class RunRecord:
+    run_dir: Path
+    results: dict[str, Any]
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    config_text: str = ""
+
+    @property
+    def name(self) -> str:
+        return str(self.results.get("name") or self.run_dir.name)
+
+    @property
+    def evaluation(self) -> dict[str, Any]:
+        return self.results.get("evaluation") or {}
+
+    @property
+    def training(self) -> dict[str, Any]:
+        return self.results.get("training") or {}
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        return [r for r in self.metrics if r.get("kind") == kind]
+
+    def attack_accuracy(self) -> dict[str, list[float | None]]:
+        """Per attack: its own robust accuracy per eps when measured on every point, else the cumulative one."""
+        out = {}
+        for name, rec in self.evaluation.get("attacks", {}).items():
+            own = rec.get("robust_accuracy") or []
+            out[name] = own if own and all(v is not None for v in own) else rec.get("cumulative_robust_accuracy", own)
+        return out
+
+
+def load_run(run_dir: str | Path) -> RunRecord:
+    """Load what `gradguard run` wrote; a clear error when the directory holds no finished run."""
+    run_dir = Path(run_dir)
+    path = run_dir / "results.json"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no results.json; is {run_dir} a finished 'gradguard run' directory? "
+            f"(resume an unfinished one with 'gradguard run CONFIG --resume {run_dir}')"
+        )
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if results.get("schema") != RESULTS_SCHEMA:
+        raise ValueError(f"{path}: schema {results.get('schema')!r} is not {RESULTS_SCHEMA!r}")
+    config = run_dir / "config.toml"
+    return RunRecord(
+        run_dir=run_dir,
+        results=results,
+        metrics=read_jsonl(run_dir / "metrics.jsonl"),
+        config_text=config.read_text(encoding="utf-8") if config.exists() else "",
+    )

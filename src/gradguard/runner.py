@@ -1,0 +1,144 @@
+"""`gradguard run`: one experiment from config to report (train, evaluate, measure gradients, write everything).
+
+The runner is glue only: the trainer trains, the evaluator attacks, GradDiv's statistics measure, the report
+renders. What it owns is the run record `results.json`: what was run, on what, how, and what came out.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gradguard.config import ExperimentConfig, dump_config, load_config
+from gradguard.report.files import write_json_atomic, write_text_atomic
+from gradguard.report.records import RESULTS_SCHEMA
+
+__all__ = ["run_experiment", "RunExistsError"]
+
+
+class RunExistsError(FileExistsError):
+    pass
+
+
+def _log(message: str) -> None:
+    print(f"[gradguard run] {message}", file=sys.stderr, flush=True)
+
+
+def _eval_inputs(cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """The first n test images (a fixed, documented subset: the same for every run of a dataset)."""
+    from gradguard import data
+
+    root = cfg.data.root or None
+    test = data.load(cfg.data.dataset, "test", root=root)
+    n = cfg.eval.n or cfg.data.test_subset or len(test)
+    test = test.subset(torch.arange(min(n, len(test))))
+    x, y = test.tensors()
+    facts = data.info(cfg.data.dataset, root=root)
+    lossy = bool(facts.get("lossy", False)) if isinstance(facts, dict) else False
+    source = facts.get("source", test.source) if isinstance(facts, dict) else test.source
+    return x, y, {"name": cfg.data.dataset, "source": source, "lossy": lossy, "n_eval": len(y)}
+
+
+def run_experiment(
+    config: ExperimentConfig | str | Path,
+    *,
+    overrides: list[str] | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    command: str | None = None,
+) -> Path:
+    """Train, evaluate and report one experiment; returns the run directory.
+
+    `resume=True` continues an interrupted run (training from its last checkpoint; evaluation and report are
+    redone). Without it an existing run directory is an error, so a finished run is never overwritten by accident.
+    """
+    from gradguard.checkpoint import load_model
+    from gradguard.evaluation import evaluate
+    from gradguard.models import is_randomized
+    from gradguard.provenance import environment
+    from gradguard.report import write_run_report
+    from gradguard.training import train
+
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides)
+    out = Path(run_dir) if run_dir else Path("runs") / cfg.name
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise RunExistsError(f"{out} already holds a run: resume it with --resume {out}, or choose --out DIR")
+    out.mkdir(parents=True, exist_ok=True)
+    command = command or "gradguard run " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+
+    if resume and (out / "train_summary.json").exists() and (out / "model.safetensors").exists():
+        import json
+
+        _log(f"training already finished in {out}; evaluating again")
+        summary = json.loads((out / "train_summary.json").read_text(encoding="utf-8"))
+    else:
+        _log(f"training {cfg.name} ({cfg.train.recipe}, {cfg.model.name} on {cfg.data.dataset}) into {out}")
+        summary = train(cfg, out, resume=resume and (out / "checkpoints").exists())
+
+    model = load_model(out / "model.safetensors")
+    x, y, dataset = _eval_inputs(cfg)
+    randomized = is_randomized(model)
+    eval_kwargs: dict[str, Any] = {
+        "attacks": cfg.eval.suite, "eps": cfg.eval.eps or [cfg.train.eps], "norm": cfg.eval.norm or cfg.train.norm,
+        "m": cfg.eval.m, "batch_size": cfg.eval.batch_size, "seed": cfg.seed, "quick": cfg.eval.quick,
+        "progress": _log,
+    }
+    if "k" in cfg.eval.model_fields_set:
+        eval_kwargs["k"] = cfg.eval.k
+    _log(f"evaluating on {len(y)} test images: suite {cfg.eval.suite}, eps {eval_kwargs['eps']}")
+    t0 = time.perf_counter()
+    result = evaluate(model, x, y, **eval_kwargs)
+    eval_wall = time.perf_counter() - t0
+    result.save(out / "evaluation.json")
+    print(result.summary(), flush=True)
+
+    grads = None
+    if randomized:
+        from gradguard.graddiv import gradient_statistics
+
+        n_stats = min(len(y), 200)
+        _log(f"gradient statistics on {n_stats} inputs")
+        grads = gradient_statistics(model, x[:n_stats], y[:n_stats], n_draws=10, ks=(1, 2, 5, 10, 20)).to_dict()
+
+    env = environment()
+    results = {
+        "schema": RESULTS_SCHEMA,
+        "name": cfg.name,
+        "command": command,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": _machine(env),
+        "seed": cfg.seed,
+        "dataset": dataset,
+        "model": {"name": cfg.model.name, "randomization": cfg.model.randomization,
+                  "randomization_args": cfg.model.randomization_args,
+                  "params": sum(p.numel() for p in model.parameters())},
+        "training": {k: summary.get(k) for k in ("recipe", "wall_s", "fb_passes", "fwd_passes", "epochs", "step",
+                                                 "final_val", "best_val", "val_wall_s")},
+        "evaluation": result.to_dict(),
+        "evaluation_wall_s": eval_wall,
+        "gradient_statistics": grads,
+        "environment": env,
+    }
+    write_text_atomic(out / "config.toml", dump_config(cfg))
+    write_json_atomic(out / "results.json", results)
+    page = write_run_report(out)
+    _log(f"report: {page}")
+    return out
+
+
+def _machine(env: dict[str, Any]) -> str:
+    device = env.get("device_name") or env.get("device") or "cpu"
+    cpus = env.get("processor_count")
+    threads = env.get("torch_threads")
+    text = f"{device} ({env.get('machine', '?')})"
+    if cpus:
+        text += f", {cpus} CPU cores"
+    if threads:
+        text += f", {threads} torch threads"
+    return text

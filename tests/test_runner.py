@@ -1,0 +1,94 @@
+"""`gradguard run` end to end on the offline digits set: train, evaluate, record, report; no silent overwrite."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gradguard.cli import main
+from gradguard.config import load_config
+from gradguard.evaluation import EvalResult
+from gradguard.report import RESULTS_SCHEMA, load_run, write_comparison
+from gradguard.runner import RunExistsError, run_experiment
+
+CONFIG = """
+name = "tiny"
+seed = 0
+[data]
+dataset = "digits"
+val_size = 200
+[model]
+name = "madry-cnn"
+[train]
+recipe = "standard"
+epochs = 1
+batch_size = 64
+lr = 0.05
+eps = 0.1
+val_attack_steps = 3
+progress = false
+[eval]
+suite = "standard"
+eps = [0.05, 0.3]
+n = 30
+quick = true
+"""
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runner")
+    config = root / "tiny.toml"
+    config.write_text(CONFIG)
+    out = run_experiment(config, run_dir=root / "run", command="gradguard run tiny.toml")
+    return config, out
+
+
+@pytest.mark.slow
+def test_run_writes_every_artifact(finished_run):
+    _, out = finished_run
+    for name in ("config.toml", "metrics.jsonl", "model.safetensors", "evaluation.json", "results.json",
+                 "report.md", "report.html", "train_loss.png", "time_to_robustness_wall_s.png", "robust_vs_eps.png"):
+        assert (out / name).exists(), name
+    results = json.loads((out / "results.json").read_text())
+    assert results["schema"] == RESULTS_SCHEMA
+    assert results["command"] == "gradguard run tiny.toml"
+    assert results["dataset"]["name"] == "digits" and results["dataset"]["n_eval"] == 30
+    assert results["training"]["fb_passes"] > 0 and results["environment"]["torch"]
+
+
+@pytest.mark.slow
+def test_results_agree_with_evaluation_and_report(finished_run):
+    _, out = finished_run
+    evaluation = EvalResult.load(out / "evaluation.json")
+    record = load_run(out)
+    assert record.evaluation["robust_accuracy"] == evaluation.robust_accuracy
+    worst = f"| 0.3 | {100 * evaluation.clean_accuracy:.2f} |"
+    assert worst in (out / "report.md").read_text()
+    assert evaluation.robust_accuracy[1] <= evaluation.robust_accuracy[0]
+
+
+@pytest.mark.slow
+def test_existing_run_is_not_overwritten_and_resume_skips_finished_training(finished_run):
+    config, out = finished_run
+    with pytest.raises(RunExistsError, match="--resume"):
+        run_experiment(config, run_dir=out)
+    metrics_before = (out / "metrics.jsonl").read_text()
+    run_experiment(load_config(config), run_dir=out, resume=True)
+    assert (out / "metrics.jsonl").read_text() == metrics_before  # no retraining
+
+
+@pytest.mark.slow
+def test_comparison_report_and_cli(finished_run, tmp_path):
+    _, out = finished_run
+    page = write_comparison([out, out], tmp_path / "cmp")
+    md = (tmp_path / "cmp" / "report.md").read_text()
+    assert page.exists() and md.count("| tiny | standard | 0.05 |") == 2
+    assert main(["report", str(out)]) == 0
+
+
+def test_report_of_unfinished_run_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="results.json"):
+        load_run(tmp_path)
+    assert main(["report", str(tmp_path)]) == 2
