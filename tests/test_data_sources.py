@@ -248,3 +248,16 @@ def test_digits_always_available_and_fast_second_load():
     assert "scikit-learn" in second.source
     report = info("digits")
     assert report["splits"]["train"]["count"] + report["splits"]["test"]["count"] == 1797
+
+
+def test_fetch_refresh_reads_the_source_again(monkeypatch):
+    from gradguard.data import sources
+
+    fetch("digits")
+    calls = []
+    real = sources._digits_found
+    monkeypatch.setattr(sources, "_digits_found", lambda: calls.append(1) or real())
+    fetch("digits")
+    assert calls == []
+    report = fetch("digits", refresh=True)
+    assert calls == [1] and report["splits"]["train"]["count"] == 1442

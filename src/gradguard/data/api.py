@@ -77,8 +77,10 @@ def _not_found(name: str, root: Path | None, tried: list[str]) -> DatasetNotFoun
     return DatasetNotFoundError("\n".join(lines), root)
 
 
-def _ensure(name: str, root: str | os.PathLike[str] | None, download: bool) -> dict[str, Any]:
-    """Make sure a verified cache entry exists for ``name``; return its metadata."""
+def _ensure(
+    name: str, root: str | os.PathLike[str] | None, download: bool, refresh: bool = False
+) -> dict[str, Any]:
+    """Make sure a verified cache entry exists for ``name``; return its metadata. ``refresh`` skips the cache."""
     user_root = _user_root(root)
     tried: list[str] = []
     if user_root is not None and name != "digits":
@@ -86,11 +88,11 @@ def _ensure(name: str, root: str | os.PathLike[str] | None, download: bool) -> d
         if located is not None:
             fingerprint = located.fingerprint()
             meta = cache.read_meta(name)
-            if meta is not None and meta.get("fingerprint") == fingerprint:
+            if meta is not None and meta.get("fingerprint") == fingerprint and not refresh:
                 return meta
             return _store(name, located.read(), fingerprint)
         tried.append(f"{user_root}: no {name} files there")
-    meta = cache.read_meta(name)
+    meta = None if refresh else cache.read_meta(name)
     if meta is not None:
         return meta
     tried.append(f"the cache {cache.entry_dir(name)}: empty")
@@ -131,10 +133,15 @@ def load(
     return ImageData(torch.from_numpy(images), torch.from_numpy(labels), spec, meta["source"], split)
 
 
-def fetch(name: str, *, root: str | os.PathLike[str] | None = None, download: bool = True) -> dict[str, Any]:
-    """Get ``name`` from the first source that has it (network routes included), verify it, cache it."""
+def fetch(
+    name: str, *, root: str | os.PathLike[str] | None = None, download: bool = True, refresh: bool = False
+) -> dict[str, Any]:
+    """Get ``name`` from the first source that has it (network routes included), verify it, cache it.
+
+    An existing cache entry is kept unless ``refresh``; the old entry is replaced only once the new one is verified.
+    """
     spec = get_spec(name)
-    _ensure(spec.name, root, download)
+    _ensure(spec.name, root, download, refresh)
     return info(spec.name, root=root, check_cache=False)
 
 

@@ -84,11 +84,15 @@ def read_meta(name: str) -> dict[str, Any] | None:
 
 
 def read_split(name: str, split: str, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Load one split; shapes are checked against the metadata (a cheap guard against a damaged entry)."""
+    """Load one split; shapes are checked against the metadata (a cheap guard against a damaged entry).
+
+    Images are memory-mapped copy-on-write (``mmap_mode="c"``): pages are read when first touched, so a load
+    costs milliseconds even for CIFAR-10's 150 MB, and writes by the caller never reach the cache file.
+    """
     folder = entry_dir(name)
     want = meta["splits"][split]
     try:
-        images = np.load(folder / f"{split}-images.npy", allow_pickle=False)
+        images = np.load(folder / f"{split}-images.npy", mmap_mode="c", allow_pickle=False)
         labels = np.load(folder / f"{split}-labels.npy", allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{folder}: damaged cache entry ({exc}); remove it and fetch again", folder) from exc

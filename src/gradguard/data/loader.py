@@ -33,14 +33,15 @@ class Augment:
         n, _, h, w = x.shape
         p = self.crop_padding
         if p > 0:
-            padded = F.pad(x, (p, p, p, p))
-            oy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
-            ox = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
-            rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # N,1,H,1
-            cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # N,1,1,W
-            batch = torch.arange(n, device=x.device)[:, None, None, None]
-            chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-            x = padded[batch, chan, rows, cols]
+            # one gather over the flattened padded planes; the index is shared by all channels (expand, no copy)
+            c, wp = x.shape[1], w + 2 * p
+            padded = F.pad(x, (p, p, p, p)).reshape(n, c, -1)
+            oy = torch.randint(0, 2 * p + 1, (n, 1, 1), generator=generator).to(x.device)
+            ox = torch.randint(0, 2 * p + 1, (n, 1, 1), generator=generator).to(x.device)
+            rows = torch.arange(h, device=x.device)[None, :, None]
+            cols = torch.arange(w, device=x.device)[None, None, :]
+            index = ((oy + rows) * wp + ox + cols).reshape(n, 1, h * w)
+            x = padded.gather(2, index.expand(n, c, h * w)).reshape(n, c, h, w)
         if self.flip:
             mask = (torch.rand(n, generator=generator) < 0.5).to(x.device)
             x = torch.where(mask[:, None, None, None], x.flip(3), x)
