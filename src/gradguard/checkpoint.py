@@ -65,17 +65,23 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def _check_safetensors_bytes(data: bytes, path: Path) -> None:
-    """Refuse anything that is not a safetensors file, naming pickle payloads explicitly."""
-    if data[:4] == b"PK\x03\x04" or data[:1] == b"\x80":
+    """Refuse anything that is not a safetensors file, naming pickle payloads explicitly.
+
+    A safetensors file is an 8-byte little-endian header length, then a JSON header starting with '{'. Only when
+    that structure is absent do we look for pickle signatures (a zip archive from `torch.save`, or a raw pickle
+    stream starting with the PROTO opcode 0x80), since a header length may itself start with byte 0x80.
+    """
+    if len(data) >= 9:
+        (header_len,) = struct.unpack("<Q", data[:8])
+        if header_len <= len(data) - 8 and data[8:9] == b"{":
+            return
+    if data[:4] == b"PK\x03\x04" or (data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
         raise CheckpointError(
             f"refusing to load {path}: it holds a pickle payload (torch.save / pickle format), which could run "
             "arbitrary code when loaded; gradguard checkpoints are safetensors and are never unpickled"
         )
-    if len(data) < 10:
-        raise CheckpointError(f"{path} is not a safetensors file (only {len(data)} bytes)")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > len(data) - 8 or data[8:9] != b"{":
-        raise CheckpointError(f"{path} is not a safetensors file (bad header); was it truncated or overwritten?")
+    raise CheckpointError(f"{path} is not a safetensors file (bad header, {len(data)} bytes); "
+                          "was it truncated or overwritten?")
 
 
 def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, str], Path]:

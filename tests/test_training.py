@@ -1,0 +1,198 @@
+"""The training loop on the offline 8x8 digits set: passes, logs, validation, schedules, recipes, failures."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from gradguard.checkpoint import load_checkpoint, load_model
+from gradguard.config import load_config, parse_config
+from gradguard.training import NonFiniteLossError, build_recipe, train
+from gradguard.training.metrics import read_metrics
+from gradguard.training.schedules import lr_factor
+
+
+def digits_config(**train: object) -> dict:
+    """A tiny run: madry-cnn on 8x8 digits, 256 training images, batch 64 (4 batches per epoch)."""
+    t = {"recipe": "standard", "epochs": 1, "batch_size": 64, "lr": 0.05, "eps": 0.1, "val_every": 1,
+         "val_attack_steps": 3, "val_batch_size": 100, "progress": False, "tensorboard": False, "threads": 1,
+         "log_every": 1}
+    t.update(train)
+    return {"name": "t", "seed": 0, "data": {"dataset": "digits", "val_size": 100, "train_subset": 256},
+            "model": {"name": "madry-cnn"}, "train": t}
+
+
+def run(tmp_path: Path, name: str = "run", **train: object) -> tuple[dict, Path]:
+    cfg = parse_config(digits_config(**train))
+    return train_fn(cfg, tmp_path / name), tmp_path / name
+
+
+train_fn = train
+
+
+# ------------------------------------------------------------------------------------------- schedules
+
+
+def test_schedules() -> None:
+    assert lr_factor("constant", 50, 100) == 1.0
+    assert lr_factor("piecewise", 49, 100, milestones=[0.5, 0.75]) == 1.0
+    assert lr_factor("piecewise", 50, 100, milestones=[0.5, 0.75]) == pytest.approx(0.1)
+    assert lr_factor("piecewise", 80, 100, milestones=[0.5, 0.75]) == pytest.approx(0.01)
+    assert lr_factor("cosine", 0, 100) == 1.0 and lr_factor("cosine", 50, 100) == pytest.approx(0.5)
+    assert lr_factor("cosine", 100, 100) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor("onecycle", 0, 100) == 0.0 and lr_factor("onecycle", 40, 100) == 1.0
+    assert lr_factor("onecycle", 20, 100) == pytest.approx(0.5) and lr_factor("onecycle", 70, 100) == pytest.approx(0.5)
+    assert lr_factor("constant", 0, 100, warmup_steps=10) == pytest.approx(0.1)
+    assert lr_factor("constant", 9, 100, warmup_steps=10) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        lr_factor("exp", 0, 10)
+
+
+# ------------------------------------------------------------------------------------------- the loop
+
+
+def test_standard_run_writes_everything(tmp_path: Path) -> None:
+    summary, d = run(tmp_path, epochs=2, val_every=0.5, schedule="cosine")
+    assert (d / "config.toml").exists() and load_config(d / "config.toml").train.schedule == "cosine"
+    assert {"last.safetensors", "last.json", "best.safetensors", "best.json"} <= {
+        p.name for p in (d / "checkpoints").iterdir()}
+    train_recs = read_metrics(d / "metrics.jsonl", "train")
+    vals = read_metrics(d / "metrics.jsonl", "val")
+    assert len(train_recs) == 8 and [r["step"] for r in train_recs] == list(range(1, 9))
+    assert [v["step"] for v in vals] == [2, 4, 6, 8]
+    for v in vals:  # the time-to-robustness record
+        assert {"kind", "epoch", "step", "wall_s", "fb_passes", "val_clean_acc", "val_robust_acc"} <= set(v)
+        assert v["fb_passes"] == v["step"]  # standard training: one forward+backward per batch
+        assert 0 <= v["val_robust_acc"] <= v["val_clean_acc"] <= 1
+    assert vals[-1]["val_passes"] > 0 and vals[-1]["val_wall_s"] > 0
+    # lr follows the cosine schedule per iteration: recorded after step s, set at step s-1
+    assert train_recs[0]["lr"] == pytest.approx(0.05) and train_recs[4]["lr"] == pytest.approx(
+        0.05 * 0.5 * (1 + math.cos(math.pi * 4 / 8)))
+    # it learns: 8 SGD steps take it well above chance (0.1) and the training loss falls
+    assert vals[-1]["val_clean_acc"] >= 0.2 and train_recs[-1]["loss"] < train_recs[0]["loss"]
+    # the exported plain network reproduces the final clean validation accuracy
+    model = load_model(d)
+    from gradguard.data import load
+
+    x, y = load("digits", "train").split(100, 0)[1].tensors()
+    with torch.no_grad():
+        acc = (model(x).argmax(1) == y).float().mean().item()
+    assert acc == pytest.approx(vals[-1]["val_clean_acc"])
+    best = max(vals, key=lambda v: v["val_robust_acc"])
+    assert summary["best_robust_acc"] == best["val_robust_acc"] and (d / "model-best.safetensors").exists()
+    _, meta = load_checkpoint(d / "checkpoints" / "last.safetensors")
+    assert meta["seed"] == 0 and meta["step"] == 8 and "torch" in meta["environment"]
+    assert meta["config"]["train"]["schedule"] == "cosine" and "hostname" not in str(meta["environment"])
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path: Path) -> None:
+    cfg = digits_config(recipe="pgd_at", recipe_args={"steps": 2})
+    cfg["model"]["randomization"] = "noise"  # draws from the (seeded) global RNG during training
+    a = train(parse_config(cfg), tmp_path / "a")
+    b = train(parse_config(cfg), tmp_path / "b")
+    cfg["seed"] = 1
+    c = train(parse_config(cfg), tmp_path / "c")
+    wa, wb, wc = (load_checkpoint(tmp_path / n / "checkpoints/last.safetensors")[0] for n in "abc")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa if k.startswith("model."))
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa if k.startswith("model."))
+    assert a["final_val"]["val_robust_acc"] == b["final_val"]["val_robust_acc"]
+    assert c["step"] == a["step"]
+
+
+@pytest.mark.parametrize(("recipe", "args", "fb_per_batch", "steps_per_batch"), [
+    ("pgd_at", {"steps": 3}, 4, 1),
+    ("fast_at", {}, 2, 1),
+    ("trades", {"steps": 2}, 4, 1),  # 2 attack steps + clean + adversarial forward (p_clean is a no-grad forward)
+    ("free_at", {"m": 3}, 3, 3),
+])
+def test_passes_are_counted_per_recipe(tmp_path: Path, recipe: str, args: dict, fb_per_batch: int,
+                                       steps_per_batch: int) -> None:
+    summary, d = run(tmp_path, recipe=recipe, recipe_args=args)
+    assert summary["batches_done"] == 4 and summary["step"] == 4 * steps_per_batch
+    assert summary["fb_passes"] == pytest.approx(4 * fb_per_batch)
+    val = read_metrics(d / "metrics.jsonl", "val")[-1]
+    assert val["fb_passes"] == pytest.approx(4 * fb_per_batch)  # validation passes are not in the budget
+    assert val["val_passes"] > 0
+
+
+def test_eps_ramp_up_and_warmup(tmp_path: Path) -> None:
+    _, d = run(tmp_path, recipe="pgd_at", recipe_args={"steps": 1}, epochs=2, eps_rampup_epochs=1.0,
+               warmup_epochs=0.5, schedule="constant")
+    recs = read_metrics(d / "metrics.jsonl", "train")
+    eps = [r["eps"] for r in recs]
+    assert eps[:5] == pytest.approx([0.0, 0.025, 0.05, 0.075, 0.1]) and eps[5:] == pytest.approx([0.1] * 3)
+    assert [r["lr"] for r in recs[:3]] == pytest.approx([0.025, 0.05, 0.05])
+
+
+def test_non_finite_loss_stops_naming_epoch_and_step_and_keeps_checkpoint(tmp_path: Path) -> None:
+    cfg = parse_config(digits_config(lr=1e12, momentum=0.0, epochs=3, checkpoint_every=1))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(\w+\) at epoch \d+ step \d+") as e:
+        train(cfg, tmp_path / "r")
+    tensors, meta = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.safetensors")
+    assert all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith("model."))
+    assert f"step {meta['step']}" in str(e.value)  # the message names the checkpoint that was kept
+
+
+def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
+    run(tmp_path)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        run(tmp_path)
+
+
+def test_resume_of_a_finished_run_is_a_no_op(tmp_path: Path) -> None:
+    summary, d = run(tmp_path)
+    again = train(load_config(d / "config.toml"), d, resume=True)
+    assert again["step"] == summary["step"] and again["final_val"] == summary["final_val"]
+
+
+def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
+    _, d = run(tmp_path)
+    with pytest.raises(ValueError, match="config differs"):
+        train(parse_config(digits_config(lr=0.01)), d, resume=True)
+
+
+def test_free_at_state_round_trips() -> None:
+    from gradguard.threat import threat_model
+    from gradguard.training import StepContext
+
+    recipe = build_recipe("free_at", m=2)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    x, y = torch.rand(5, 1, 8, 8), torch.randint(0, 10, (5,))
+    ctx = StepContext(threat=threat_model("linf", 0.1), generator=torch.Generator(), step=0, progress=0.0)
+    out = recipe.step(model, x, y, ctx)
+    out.loss.backward()
+    state = recipe.state_dict()
+    assert state["delta"].abs().max() == pytest.approx(0.1)  # one signed step of eps, inside the ball
+    other = build_recipe("free_at", m=2)
+    other.load_state_dict(state)
+    assert torch.equal(other.state_dict()["delta"], state["delta"])
+    with pytest.raises(ValueError, match="unknown keys"):
+        other.load_state_dict({"nope": torch.zeros(1)})
+
+
+@pytest.mark.parametrize("bn_mode", ["train", "eval"])
+def test_crafting_mode_is_a_setting_and_is_restored(bn_mode: str) -> None:
+    from gradguard.threat import threat_model
+    from gradguard.training import StepContext
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn = torch.nn.BatchNorm2d(1)
+            self.fc = torch.nn.Linear(64, 10)
+
+        def forward(self, x):
+            seen.append((self.training, torch.is_grad_enabled() and self.fc.weight.requires_grad))
+            return self.fc(self.bn(x).flatten(1))
+
+    model = Spy().train()
+    recipe = build_recipe("pgd_at", steps=2, bn_mode=bn_mode)
+    ctx = StepContext(threat=threat_model("linf", 0.1), generator=torch.Generator(), step=0, progress=0.0)
+    recipe.step(model, torch.rand(4, 1, 8, 8), torch.randint(0, 10, (4,)), ctx)
+    assert seen[:2] == [(bn_mode == "train", False)] * 2  # attack: chosen mode, parameter gradients off
+    assert seen[2] == (True, True) and model.training and model.fc.weight.requires_grad
