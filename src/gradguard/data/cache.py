@@ -8,11 +8,13 @@ entry or the new one, never half of one. Only verified data reaches :func:`write
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +62,32 @@ def write(name: str, splits: Splits, meta: dict[str, Any]) -> Path:
             }
         full = {"format": FORMAT, "name": name, **meta, "splits": split_meta}
         (tmp / "meta.json").write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
-        old = None
-        if final.exists():
-            old = final.parent / f".{name}-old-{os.getpid()}"
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _install(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _install(tmp: Path, final: Path) -> None:
+    """Move the finished entry into place, replacing an old one; tolerate another process doing the same."""
+    for _ in range(5):
+        old = final.parent / f".{final.name}-old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            if final.exists():
+                os.replace(final, old)
+            os.replace(tmp, final)
+        except FileNotFoundError:  # someone else moved the old entry away first
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            continue  # someone else installed an entry in between: try again
+        finally:
+            if old.exists():
+                shutil.rmtree(old, ignore_errors=True)
+        return
+    shutil.rmtree(tmp, ignore_errors=True)  # another process keeps installing equivalent entries; keep theirs
 
 
 def read_meta(name: str) -> dict[str, Any] | None:
