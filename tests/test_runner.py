@@ -92,3 +92,16 @@ def test_report_of_unfinished_run_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="results.json"):
         load_run(tmp_path)
     assert main(["report", str(tmp_path)]) == 2
+
+
+@pytest.mark.slow
+def test_results_table_is_built_from_archived_results(finished_run, tmp_path):
+    from gradguard.report.results_table import archive_results, write_results_table
+
+    _, out = finished_run
+    archived = archive_results(out, tmp_path / "archive")
+    slim = json.loads(archived.read_text())
+    assert "success" not in slim["evaluation"]
+    table = write_results_table(tmp_path / "archive", tmp_path / "results.md").read_text()
+    acc = json.loads((out / "results.json").read_text())["evaluation"]["robust_accuracy"]
+    assert f"0.3: {100 * acc[1]:.1f}" in table and "`gradguard run tiny.toml`" in table
