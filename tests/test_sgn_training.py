@@ -102,3 +102,29 @@ def test_saved_sgn_model_reloads_as_the_plain_backbone(tmp_path):
     wrapped.eval()
     with torch.no_grad():
         assert torch.equal(fresh(xte), wrapped(xte))
+
+
+def test_zoo_smallcnn_with_hidden_taps_exports_through_checkpoint(tmp_path):
+    """The real target: SmallCNN from the zoo, input + hidden taps, exported with save_model, reloaded by load_model
+    as the plain network (strict: no response-module weights), same outputs as the trained wrapper."""
+    from gradguard.checkpoint import load_model, save_model
+    from gradguard.models import build_model
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        backbone = build_model("smallcnn", "mnist")
+    recipe = build_recipe("sgn", taps=["input", "net.features.pool1", "net.classifier.relu1"])
+    wrapped = recipe.wrap(backbone)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)
+    opt = torch.optim.SGD(wrapped.parameters(), lr=0.01)
+    out = recipe.step(wrapped, x, y, StepContext(threat_model("linf", 0.3), g, 0, 0.0))
+    opt.zero_grad()
+    out.loss.backward()
+    opt.step()
+    save_model(recipe.unwrap(wrapped), tmp_path / "model.safetensors", {"model": "smallcnn", "dataset": "mnist"})
+    plain = load_model(tmp_path / "model.safetensors")
+    assert not isinstance(plain, SelfGradientNetwork)
+    wrapped.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), wrapped(x), rtol=0, atol=0)
