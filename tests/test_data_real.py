@@ -52,3 +52,10 @@ def test_cached_mnist_is_the_verified_published_set():
     assert report["splits"]["train"]["count"] == 60000 and report["splits"]["test"]["count"] == 10000
     test = data.load("mnist", "test")
     assert test.class_counts() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # the published counts
+
+
+def test_shared_archive_is_a_local_route_for_cifar10():
+    from gradguard.data.sources import local_routes, shared_data_dirs
+
+    assert ARCHIVE.parent in shared_data_dirs()
+    assert any(str(ARCHIVE) in r.label for r in local_routes("cifar10"))

