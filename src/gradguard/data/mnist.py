@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gradguard.data.checksums import MD5, check_md5, md5_bytes
+from gradguard.data.checksums import check_md5, md5_bytes
 from gradguard.data.errors import DatasetError
 from gradguard.data.idx import parse_idx, read_idx_bytes
 
@@ -73,7 +73,3 @@ def read_idx_dataset(
     # md5 last, once every file is known to be well formed: a truncated file is reported as truncated
     sums = {name: check_md5(data, md5[name], path) if md5 is not None else md5_bytes(data) for name, data, path in raw}
     return splits, sums
-
-
-def published_md5(name: str) -> dict[str, str]:
-    return MD5[name]

