@@ -39,7 +39,7 @@ def _eval_inputs(cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor, dic
     n = cfg.eval.n or cfg.data.test_subset or len(test)
     test = test.subset(torch.arange(min(n, len(test))))
     x, y = test.tensors()
-    facts = data.info(cfg.data.dataset, root=root)
+    facts = data.info(cfg.data.dataset, root=root, check_cache=False)
     lossy = bool(facts.get("lossy", False)) if isinstance(facts, dict) else False
     source = facts.get("source", test.source) if isinstance(facts, dict) else test.source
     return x, y, {"name": cfg.data.dataset, "source": source, "lossy": lossy, "n_eval": len(y)}

@@ -44,7 +44,8 @@ SPECS: dict[str, DatasetSpec] = {
 
 def get_spec(name: str) -> DatasetSpec:
     key = name.lower().replace("_", "-")
-    key = {"fashion": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10", "stl-10": "stl10"}.get(key, key)
+    aliases = {"fashion": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10", "stl-10": "stl10"}
+    key = aliases.get(key, key)
     if key not in SPECS:
         raise ValueError(f"unknown dataset {name!r}: expected one of {sorted(SPECS)}")
     return SPECS[key]
