@@ -38,7 +38,8 @@ class MetricsLog:
                 raise RuntimeError(f"{self.path} is shorter ({size} bytes) than the checkpoint recorded "
                                    f"({truncate_to}): the run directory was modified")
             os.truncate(self.path, truncate_to)
-        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+        # line-buffered: a record is visible to `tail -f` as soon as it is written
+        self._f = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open for the run
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter

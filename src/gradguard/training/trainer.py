@@ -365,6 +365,7 @@ class _Run:
 
     # -- run ------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        threads = torch.get_num_threads()
         try:
             self._setup()
             with _InterruptFlag() as flag:
@@ -378,6 +379,7 @@ class _Run:
                 self.counter.remove()
             if hasattr(self, "info"):
                 ddp.teardown(self.info)
+            torch.set_num_threads(threads)  # train.threads applies to the run only
 
     def _loop(self, flag: _InterruptFlag) -> None:
         t, p = self.cfg.train, self.p
