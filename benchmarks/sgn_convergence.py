@@ -30,25 +30,25 @@ GRADGUARD = str(Path(sys.executable).parent / "gradguard")
 
 # name -> (label, epochs, overrides on top of configs/sgn-mnist-conv.toml). Budgets: see docs/sgn.md.
 METHODS: dict[str, tuple[str, float, list[str]]] = {
-    "sgn": ("SGN (learned, input tap)", 0.8, []),
-    "pgd10": ("PGD-AT, 10 steps", 0.3, ["train.recipe=pgd_at",
+    "sgn": ("SGN (learned, input tap)", 0.4, []),
+    "pgd10": ("PGD-AT, 10 steps", 0.15, ["train.recipe=pgd_at",
                                         "train.recipe_args={steps=10, alpha=0.03, random_start=true}"]),
-    "pgd40": ("PGD-AT, 40 steps", 0.12, ["train.recipe=pgd_at",
+    "pgd40": ("PGD-AT, 40 steps", 0.05, ["train.recipe=pgd_at",
                                          "train.recipe_args={steps=40, alpha=0.01, random_start=true}"]),
-    "fast_at": ("Fast-AT (FGSM, random start, 1.25 eps)", 0.8, [
+    "fast_at": ("Fast-AT (FGSM, random start, 1.25 eps)", 0.4, [
         "train.recipe=fast_at", "train.recipe_args={alpha_ratio=1.25, random_start=true}"]),
-    "trades": ("TRADES (beta 6, 10 steps)", 0.25, ["train.recipe=trades",
+    "trades": ("TRADES (beta 6, 10 steps)", 0.12, ["train.recipe=trades",
                                                    "train.recipe_args={beta=6.0, steps=10, step_size=0.03}"]),
     # Ablations of SGN.
-    "sgn_sign": ("SGN ablation: sign response (no parameters)", 0.8, ['train.recipe_args.response="sign"']),
-    "sgn_hidden": ("SGN ablation: input + 2 hidden taps", 0.8, [
+    "sgn_sign": ("SGN ablation: sign response (no parameters)", 0.4, ['train.recipe_args.response="sign"']),
+    "sgn_hidden": ("SGN ablation: input + 2 hidden taps", 0.4, [
         'train.recipe_args.taps=["input", "net.features.pool1", "net.features.pool2"]']),
-    "sgn_noclean": ("SGN ablation: no clean term", 0.8, ["train.recipe_args.clean_weight=0.0"]),
-    "sgn_rs": ("SGN variant: random start, step 1.25 eps", 0.8, [
+    "sgn_noclean": ("SGN ablation: no clean term", 0.4, ["train.recipe_args.clean_weight=0.0"]),
+    "sgn_rs": ("SGN variant: random start, step 1.25 eps", 0.4, [
         "train.recipe_args.random_start=true", "train.recipe_args.step_scale=1.25"]),
-    "sgn_alt": ("SGN variant: alternating ascent (Adam 1e-3)", 0.8, ['train.recipe_args.adversary="alternating"']),
+    "sgn_alt": ("SGN variant: alternating ascent (Adam 1e-3)", 0.4, ['train.recipe_args.adversary="alternating"']),
 }
-VALS_PER_RUN = 8  # robust validations per run (val_every = epochs / VALS_PER_RUN)
+VALS_PER_RUN = 5  # robust validations per run (val_every = epochs / VALS_PER_RUN)
 HEADLINE_REFS = ("pgd10", "pgd40")
 
 
@@ -244,7 +244,7 @@ def main() -> int:
     e = sub.add_parser("extra")
     e.add_argument("--root", type=Path, default=ROOT / "runs" / "sgn-bench")
     e.add_argument("--only", nargs="*", default=list(METHODS), choices=list(METHODS))
-    e.add_argument("--n", type=int, default=200)
+    e.add_argument("--n", type=int, default=100)
     e.add_argument("--cw-steps", type=int, default=100)
     t = sub.add_parser("table")
     t.add_argument("--root", type=Path, default=ROOT / "runs" / "sgn-bench")
