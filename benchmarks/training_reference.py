@@ -27,7 +27,7 @@ RUNS = {
         "train.epochs=1", "train.val_every=0.25", "data.val_size=500", "train.progress=false", "train.threads=1",
     ]),
     "pgd-at": ("configs/mnist-pgd-at.toml", [
-        "train.epochs=0.25", "train.batch_size=128", "train.lr=1e-3", "train.val_every=0.05", "data.val_size=500",
+        "train.epochs=0.15", "train.batch_size=128", "train.lr=1e-3", "train.val_every=0.03", "data.val_size=500",
         "train.checkpoint_every=20", "train.progress=false", "train.threads=1",
     ]),
 }
@@ -88,7 +88,6 @@ def main() -> int:
     from gradguard.training.metrics import read_metrics
 
     out = Path(args.out)
-    curves = {}
     for name in args.which:
         config, budget = RUNS[name]
         cfg = load_config(config, budget)
@@ -98,7 +97,6 @@ def main() -> int:
         summary = train(cfg, run_dir, resume=resume)
         test = evaluate_test(load_model(run_dir), args.test_n)
         vals = read_metrics(run_dir / "metrics.jsonl", "val")
-        curves[name] = vals
         record = {"name": name, "config": config, "budget_overrides": budget, "started_utc": started,
                   "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
                   "machine": "2-core CPU dev machine (shared with other jobs), torch threads = 1",
@@ -108,6 +106,8 @@ def main() -> int:
         (run_dir / "reference.json").write_text(json.dumps(record, indent=2) + "\n")
         print(json.dumps({"name": name, **test, "wall_s": summary["wall_s"], "fb_passes": summary["fb_passes"]}),
               flush=True)
+    curves = {name: read_metrics(out / name / "metrics.jsonl", "val") for name in sorted(RUNS)
+              if (out / name / "metrics.jsonl").exists()}
     plot(curves, out / "time_to_robustness.png")
     return 0
 

@@ -215,7 +215,7 @@ class _Run:
         self.total_batches = max(1, round(t.epochs * self.batches_per_epoch))
         self.replays = max(1, int(getattr(self.recipe, "replays", 1)))
         self.total_steps = self.total_batches * self.replays
-        self.val_every = max(1, round(t.val_every * self.batches_per_epoch))
+        self.val_interval = max(1.0, t.val_every * self.batches_per_epoch)  # in batches, may be fractional
         self.warmup_steps = round(t.warmup_epochs * self.batches_per_epoch * self.replays)
         self.val_eps = t.val_eps or t.eps
         if self.val_set is not None:
@@ -310,6 +310,11 @@ class _Run:
                            {**_model_info(self.cfg), **{k: record[k] for k in ("step", "val_clean_acc",
                                                                               "val_robust_acc")}})
         return record
+
+    def _val_due(self, batches_done: int) -> bool:
+        """True when this batch crosses a multiple of the (possibly fractional) validation interval."""
+        k = self.val_interval
+        return math.floor(batches_done / k + 1e-9) > math.floor((batches_done - 1) / k + 1e-9)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -417,7 +422,7 @@ class _Run:
                         self._log_train(win, win_logs, eps, bar)
                         win = {"loss": 0.0, "acc": 0.0, "n": 0, "imgs": 0, "t0": p.wall_s}
                         win_logs = {}
-                    if p.batches_done % self.val_every == 0 or last_batch:
+                    if self._val_due(p.batches_done) or last_batch:
                         self._sync()
                         self._validate()
                     end_of_epoch = p.batch >= self.batches_per_epoch
