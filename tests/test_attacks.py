@@ -11,6 +11,17 @@ from gradguard.attacks import APGD, APGDT, BPDA, CWL2, FGSM, PGD, Attack, CWLinf
 from gradguard.losses import margin
 
 SHAPE = (1, 6, 6)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from threads; on a shared 2-core machine they only contend."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
 D = 36
 
 
