@@ -196,3 +196,27 @@ def test_crafting_mode_is_a_setting_and_is_restored(bn_mode: str) -> None:
     recipe.step(model, torch.rand(4, 1, 8, 8), torch.randint(0, 10, (4,)), ctx)
     assert seen[:2] == [(bn_mode == "train", False)] * 2  # attack: chosen mode, parameter gradients off
     assert seen[2] == (True, True) and model.training and model.fc.weight.requires_grad
+
+
+def test_gpu_options_warn_and_do_nothing_on_cpu(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="GPU only"):
+        summary, _ = run(tmp_path, amp=True, channels_last=True)
+    assert summary["done"]
+
+
+def test_cli_train_overrides_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gradguard.cli import main
+    from gradguard.config import dump_config
+
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text(dump_config(parse_config(digits_config())))
+    assert main(["train", str(cfg_file), "--set", "train.eps=3", "--out", str(tmp_path / "x")]) == 2
+    assert "train.eps: must be <= 1" in capsys.readouterr().err
+    assert main(["train", str(cfg_file), "--set", "train.lr=0.02", "--set", "train.recipe=fast_at",
+                 "--out", str(tmp_path / "r")]) == 0
+    saved = load_config(tmp_path / "r" / "config.toml")
+    assert saved.train.lr == 0.02 and saved.train.recipe == "fast_at"
+    assert '"val_robust_acc"' in capsys.readouterr().out
+    assert main(["train", str(cfg_file), "--out", str(tmp_path / "r")]) == 2  # refuses to overwrite
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "r")]) == 0

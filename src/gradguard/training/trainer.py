@@ -179,6 +179,8 @@ class _Run:
         if (t.amp or t.channels_last) and not cuda:
             warnings.warn("train.amp / train.channels_last apply on a GPU only; ignored on CPU", stacklevel=3)
         self.amp = t.amp and cuda
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
         self.channels_last = t.channels_last and cuda
         if t.batch_size < self.info.world_size:
             raise ValueError(f"train.batch_size = {t.batch_size} is smaller than the world size {self.info.world_size}")
