@@ -220,3 +220,9 @@ def test_cli_train_overrides_and_errors(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["train", str(cfg_file), "--out", str(tmp_path / "r")]) == 2  # refuses to overwrite
     assert "already holds a run" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "r")]) == 0
+
+
+def test_validation_at_start_gives_the_curve_origin(tmp_path: Path) -> None:
+    _, d = run(tmp_path, val_at_start=True, val_every=0.5)
+    vals = read_metrics(d / "metrics.jsonl", "val")
+    assert [v["step"] for v in vals] == [0, 2, 4] and vals[0]["fb_passes"] == 0 and vals[0]["wall_s"] == 0
