@@ -161,3 +161,13 @@ def test_model_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "c.safetensors", {"a": torch.zeros(1)}, {})
     with pytest.raises(CheckpointError, match="not an exported model"):
         load_model(tmp_path / "c.safetensors")
+
+
+def test_read_metadata_reads_only_the_header(tmp_path: Path) -> None:
+    from gradguard.checkpoint import read_metadata
+
+    save_checkpoint(tmp_path / "c.safetensors", {"w": torch.zeros(10)}, {"step": 7, "config": {"a": [1, 2]}})
+    assert read_metadata(tmp_path / "c.safetensors")["step"] == 7
+    torch.save({"w": 1}, tmp_path / "p.safetensors")
+    with pytest.raises(CheckpointError, match="pickle payload"):
+        read_metadata(tmp_path / "p.safetensors")

@@ -178,8 +178,26 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Only the JSON metadata of a checkpoint or exported model."""
-    return load_checkpoint(path)[1]
+    """Only the JSON metadata of a checkpoint or exported model (reads the header, not the tensors)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) == 8:
+                (header_len,) = struct.unpack("<Q", head)
+                size = path.stat().st_size
+                if header_len <= size - 8:
+                    data = head + f.read(header_len)
+                    _check_safetensors_bytes(data, path)
+                    header = json.loads(data[8:])
+                    text = (header.get("__metadata__") or {}).get(_META_KEY)
+                    if text is not None:
+                        return json.loads(text)
+    except FileNotFoundError:
+        raise CheckpointError(f"no such checkpoint file: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        pass
+    return load_checkpoint(path)[1]  # not a well-formed gradguard file: let the full reader say precisely why
 
 
 # ----------------------------------------------------------------------------------------------- exported models
