@@ -373,6 +373,7 @@ def _meta(
     model: nn.Module, device: torch.device, wall: float, world: int, batch_size: int, quick: bool, num_classes: int
 ) -> dict[str, Any]:
     from gradguard import __version__
+    from gradguard.provenance import environment
 
     return {
         "model": type(model).__name__,
@@ -386,4 +387,5 @@ def _meta(
         "gradguard": __version__,
         "python": platform.python_version(),
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "environment": environment(device),  # versions, threads, git commit (no hostname)
     }
