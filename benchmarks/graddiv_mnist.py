@@ -171,7 +171,6 @@ def main() -> None:
             raise SystemExit(f"unknown variants {unknown}: expected some of {list(VARIANTS)}")
         for name in names:
             train_variant(name, args.out, args)
-        for name in names:
             if name != "plain":
                 print(f"[bench] evaluating {name}", flush=True)
                 evaluate_variant(name, args.out, args)
