@@ -1,5 +1,6 @@
 """Model zoo, normalization, randomized layers and the SGN wrapper."""
 
+from gradguard.models._common import SizeError
 from gradguard.models.bayesian import BayesLayer, kl_divergence
 from gradguard.models.normalization import Normalize
 from gradguard.models.randomized import KINDS, freeze, is_randomized, random_layers, randomize, set_generator
@@ -10,5 +11,5 @@ from gradguard.models.zoo import ZooModel, build_model, list_models
 __all__ = [
     "build_model", "list_models", "Normalize", "ZooModel",
     "randomize", "is_randomized", "freeze", "set_generator", "kl_divergence", "random_layers", "KINDS",
-    "BayesLayer",
+    "BayesLayer", "SizeError",
 ]
