@@ -26,7 +26,7 @@ _NAMES = {
     "build_model": "gradguard.models",
     "randomize": "gradguard.models",
     "freeze": "gradguard.models",
-    "SelfGradientNetwork": "gradguard.models.sgn",
+    "SelfGradientNetwork": "gradguard.models",
     "threat_model": "gradguard.threat",
     "evaluate": "gradguard.evaluation",
     "predict": "gradguard.evaluation",

@@ -6,10 +6,10 @@ from gradguard.models.normalization import Normalize
 from gradguard.models.randomized import KINDS, freeze, is_randomized, random_layers, randomize, set_generator
 from gradguard.models.zoo import ZooModel, build_model, list_models
 
-# SGN engineer: add `from gradguard.models.sgn import SelfGradientNetwork` here and "SelfGradientNetwork" below.
+from gradguard.models.sgn import SelfGradientNetwork
 
 __all__ = [
     "build_model", "list_models", "Normalize", "ZooModel",
     "randomize", "is_randomized", "freeze", "set_generator", "kl_divergence", "random_layers", "KINDS",
-    "BayesLayer", "SizeError",
+    "BayesLayer", "SizeError", "SelfGradientNetwork",
 ]
