@@ -129,15 +129,17 @@ def evaluate_variant(name: str, out: Path, args: argparse.Namespace) -> dict[str
 
 def table(out: Path) -> str:
     rows = [json.loads(p.read_text()) for v in VARIANTS if (p := out / v / "bench.json").exists()]
-    head = ("| variant | lam | clean (m) | EOT-PGD k=1 | k=10 | k=50 | rand (quick) | Square | transfer | "
+    head = ("| variant | lam | epochs | clean (m) | EOT-PGD k=1 | k=10 | k=50 | rand (quick) | Square | transfer | "
             "MRL | cos | EOT cos k=1/10/50 | TM off-diag | TM diag | train s |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in rows:
         ec = r["eot_cosine"]
         lam = r["recipe_args"].get("lam", "-")
         reg = r["recipe_args"].get("regularizer", "") if lam else ""
+        epochs = tomllib.loads((out / r["variant"] / "config.toml").read_text())["train"]["epochs"]
         lines.append(
-            f"| {r['variant']} | {reg} {lam} | {r['clean_m']:.3f} | {r['eot_pgd_k1']:.3f} | {r['eot_pgd_k10']:.3f} | "
+            f"| {r['variant']} | {reg} {lam} | {epochs:g} | {r['clean_m']:.3f} | {r['eot_pgd_k1']:.3f} | "
+            f"{r['eot_pgd_k10']:.3f} | "
             f"{r['eot_pgd_k50']:.3f} | {r['rand_quick']:.3f} | {r['square']:.3f} | {r['transfer']:.3f} | "
             f"{r['mrl']:.3f} | {r['cos']:.3f} | {ec['1']:.2f}/{ec['10']:.2f}/{ec['50']:.2f} | "
             f"{r['transfer_matrix']['mean_off_diagonal']:.3f} | {r['transfer_matrix']['mean_diagonal']:.3f} | "
