@@ -69,8 +69,9 @@ def gradient_free_flag(
     free = [n for n, kind in kinds.items() if kind == "gradient-free"]
     white = [n for n, kind in kinds.items() if kind != "gradient-free"]
     if not free or not white:
-        return Flag("gradient_free_stronger", False, "not applicable: the ensemble lacks a gradient-free or a "
-                    "white-box attack", {"share": [], "threshold": threshold})
+        missing = "gradient-free" if not free else "white-box"
+        return Flag("gradient_free_stronger", False, f"not applicable: no {missing} attack in the ensemble",
+                    {"share": [], "threshold": threshold})
     n = clean_correct.numel()
     white_tried = torch.stack([attacked[w] for w in white]).all(0)
     white_failed = ~torch.stack([success[w] for w in white]).any(0)
