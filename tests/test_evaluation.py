@@ -210,3 +210,21 @@ def test_summary_lists_numbers_and_every_flag() -> None:
     for flag in res.flags:
         assert flag.name in text
     assert not math.isnan(res.meta["wall_s"])
+
+
+def test_zoo_randomized_model_is_reproducible_and_leaves_global_rng_alone() -> None:
+    from gradguard.attacks import PGD
+    from gradguard.models import build_model, random_layers, randomize
+
+    torch.manual_seed(123)  # test-only: a known global state to compare against afterwards
+    model = randomize(build_model("madry-cnn", "digits"), "noise")
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(8)
+    state = torch.get_rng_state()
+    runs = [evaluate(model, x, y, {"pgd": lambda eps: PGD(eps=eps, steps=3, eot=2)}, eps=[0.1], m=4, seed=5,
+                     check_n=8) for _ in range(2)]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert runs[0].randomized and runs[0].k == 2
+    assert runs[0].to_dict()["success"] == runs[1].to_dict()["success"]
+    assert runs[0].flags[0].values == runs[1].flags[0].values
+    assert all(layer.generator is None for layer in random_layers(model))  # the caller's setting is given back
