@@ -1,0 +1,308 @@
+"""Attack speed: gradguard vs torchattacks 3.5.1, side by side in one run, same model, batch and settings.
+
+For each attack it reports images/s and the efficiency ``grad_passes x time(one forward+backward) / time(attack)``:
+how close the attack runs to the bare cost of the gradient passes it needs (1.0 = no overhead). Gradient passes
+are counted the same way for both libraries, by a forward hook on the model (rows seen with autograd recording,
+divided by the batch size), so an attack that does less work is not credited with "efficiency" it did not earn.
+
+The first four rows run every attack with its full step budget on every point (labels = the model's own
+prediction, ours with ``early_stop=False``; torchattacks has no early stop), so they compare per-step speed.
+The "early stop" rows use true labels and gradguard's defaults on a quickly trained model: fooled points leave
+the batch, which is where gradguard saves work.
+EOT-PGD attacks a randomized model (RSE noise layers, independent per input): ours averages the k draws in one
+batched pass over replicated inputs, torchattacks loops over k passes.
+
+    .venv/bin/python benchmarks/attack_speed.py                 # CPU, batch 64, a few minutes at most
+    .venv/bin/python benchmarks/attack_speed.py --device cuda --batch 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from gradguard.attacks import APGD, CWL2, PGD
+
+OUT = Path(__file__).resolve().parent / "results" / "attack_speed"
+
+
+def build(model_name: str, dataset: str, randomized: bool, seed: int, state: dict | None = None) -> nn.Module:
+    from gradguard.models import build_model, randomize, set_generator
+
+    g = torch.Generator().manual_seed(seed)
+    model = build_model(model_name, dataset)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.copy_(torch.randn(p.shape, generator=g) * (2.0 / p[0].numel()) ** 0.5)
+    if state is not None:
+        model.load_state_dict(state)
+    if randomized:
+        model = randomize(model, "noise")
+        set_generator(model, torch.Generator().manual_seed(seed + 1))
+    return model.eval()
+
+
+class PassCounter:
+    """Counts rows through the model, split into gradient passes (autograd on) and forward-only passes."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.grad_rows = 0
+        self.fwd_rows = 0
+        self.handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        if torch.is_grad_enabled() and output.requires_grad:
+            self.grad_rows += output.shape[0]
+        else:
+            self.fwd_rows += output.shape[0]
+
+    def reset(self) -> None:
+        self.grad_rows = self.fwd_rows = 0
+
+
+def quick_train(model_name: str, dataset: str, steps: int, seed: int) -> tuple[dict, Tensor, Tensor] | None:
+    """A few hundred Adam steps of standard training (seconds on an idle CPU), for a model on which attacks
+    behave as on real ones: some points fall at once, some hold. None when the dataset is not cached."""
+    try:
+        from gradguard.data import load
+
+        train, test = load(dataset, "train"), load(dataset, "test")
+    except Exception as exc:  # noqa: BLE001 - any failure just means "no data here"
+        print(f"no {dataset} data ({exc}); the early-stop rows are skipped")
+        return None
+    xtr, ytr = train.tensors()
+    model = build(model_name, dataset, False, seed)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        b = torch.randint(0, len(ytr), (64,), generator=g)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xtr[b]), ytr[b]).backward()
+        opt.step()
+    xte, yte = test.tensors()
+    return model.state_dict(), xte, yte
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_fb(model: nn.Module, x: Tensor, y: Tensor, repeats: int) -> float:
+    """Seconds of one forward + backward (to the input) at this batch: the unit every attack pays per step."""
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    times = []
+    for _ in range(repeats + 1):
+        sync(x.device)
+        t0 = time.perf_counter()
+        xr = x.clone().requires_grad_(True)
+        loss = nn.functional.cross_entropy(model(xr), y)
+        torch.autograd.grad(loss, xr)
+        sync(x.device)
+        times.append(time.perf_counter() - t0)
+    for p, f in zip(model.parameters(), flags, strict=True):
+        p.requires_grad_(f)
+    return statistics.median(times[1:])
+
+
+def run_case(fn: Callable[[], Tensor], counter: PassCounter, device: torch.device) -> tuple[float, float, float]:
+    counter.reset()
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0, counter.grad_rows, counter.fwd_rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="smallcnn")
+    ap.add_argument("--dataset", default="mnist")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per attack and library (median reported)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default; 1 is steadiest)")
+    ap.add_argument("--eot", type=int, default=10)
+    ap.add_argument("--train-steps", type=int, default=300, help="quick standard training (0: random weights)")
+    ap.add_argument("--quick", action="store_true", help="fewer steps, for a smoke test")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    try:
+        import torchattacks as ta
+    except ImportError:
+        ta = None
+        print("torchattacks not installed: reporting gradguard only (pip install --no-deps torchattacks==3.5.1)")
+
+    from gradguard.data.specs import get_spec
+
+    spec = get_spec(args.dataset)
+    g = torch.Generator().manual_seed(0)
+    trained = quick_train(args.model, args.dataset, args.train_steps, 0) if args.train_steps > 0 else None
+    state = None
+    if trained is None:
+        x = torch.rand(args.batch, spec.channels, spec.size, spec.size, generator=g).to(device)
+        y_true = None
+    else:
+        state, xte, yte = trained
+        x, y_true = xte[: args.batch].to(device), yte[: args.batch].to(device)
+    plain = build(args.model, args.dataset, False, 0, state).to(device)
+    noisy = build(args.model, args.dataset, True, 0, state).to(device)
+    # Labels = the model's own clean prediction, so every point needs attacking (a point misclassified before
+    # the attack costs gradguard nothing, which would flatter it).
+    with torch.no_grad():
+        y = plain(x).argmax(1)
+        y_noisy = sum(noisy(x).softmax(1) for _ in range(20)).argmax(1)
+    counters = {id(plain): PassCounter(plain), id(noisy): PassCounter(noisy)}
+    s = 5 if args.quick else 1
+    pgd_steps, eot_steps, apgd_steps, cw_steps = 20 // s, 10 // s, 100 // s, 100 // s
+    eps, l2_c = 0.3, 1.0
+    k = args.eot
+
+    cases: list[tuple[str, nn.Module, int, Callable[[], Tensor], Callable[[], Tensor] | None]] = [
+        (
+            f"PGD-{pgd_steps} linf",
+            plain,
+            1,
+            lambda: PGD(eps=eps, alpha=0.01, steps=pgd_steps, early_stop=False)(plain, x, y),
+            (lambda: ta.PGD(plain, eps=eps, alpha=0.01, steps=pgd_steps, random_start=True)(x, y)) if ta else None,
+        ),
+        (
+            f"EOT-PGD-{eot_steps} k={k} (RSE)",
+            noisy,
+            k,
+            lambda: PGD(eps=eps, alpha=0.01, steps=eot_steps, eot=k, early_stop=False)(noisy, x, y_noisy),
+            (lambda: ta.EOTPGD(noisy, eps=eps, alpha=0.01, steps=eot_steps, eot_iter=k, random_start=True)(x, y_noisy))
+            if ta
+            else None,
+        ),
+        (
+            f"APGD-CE-{apgd_steps} linf",
+            plain,
+            1,
+            lambda: APGD(eps=eps, steps=apgd_steps, early_stop=False)(plain, x, y),
+            (lambda: ta.APGD(plain, eps=eps, steps=apgd_steps, loss="ce", seed=0)(x, y)) if ta else None,
+        ),
+        (
+            f"CW-L2-{cw_steps} (c=1, 1 search step)",
+            plain,
+            1,
+            lambda: CWL2(c=l2_c, steps=cw_steps, binary_steps=1, lr=0.01)(plain, x, y),
+            (lambda: ta.CW(plain, c=l2_c, kappa=0, steps=cw_steps, lr=0.01)(x, y)) if ta else None,
+        ),
+    ]
+    if y_true is not None:
+        # The realistic regime: true labels, gradguard's defaults (fooled points leave the batch; clean errors
+        # are never attacked). torchattacks spends the full budget on every point.
+        small = 0.1
+        cases += [
+            (
+                f"PGD-{pgd_steps} linf eps={small}, early stop",
+                plain,
+                1,
+                lambda: PGD(eps=small, alpha=small / 8, steps=pgd_steps)(plain, x, y_true),
+                (lambda: ta.PGD(plain, eps=small, alpha=small / 8, steps=pgd_steps)(x, y_true)) if ta else None,
+            ),
+            (
+                f"APGD-CE-{apgd_steps} linf eps={small}, early stop",
+                plain,
+                1,
+                lambda: APGD(eps=small, steps=apgd_steps)(plain, x, y_true),
+                (lambda: ta.APGD(plain, eps=small, steps=apgd_steps, loss="ce", seed=0)(x, y_true)) if ta else None,
+            ),
+        ]
+
+    rows = []
+    for name, model, _draws, ours, theirs in cases:
+        counter = counters[id(model)]
+        ours()  # warm-up (allocator, kernels)
+        if theirs is not None:
+            with torch.random.fork_rng(devices=[]):
+                theirs()
+        res: dict[str, list[tuple[float, float, float]]] = {"gradguard": [], "torchattacks": []}
+        bare: list[float] = []
+        yy = y_noisy if model is noisy else y
+        for _ in range(args.repeats):  # interleaved, so load changes hit both libraries and the bare passes alike
+            bare.append(time_fb(model, x, yy, 5))
+            res["gradguard"].append(run_case(ours, counter, device))
+            if theirs is not None:
+                with torch.random.fork_rng(devices=[]):  # torchattacks draws from (and reseeds) the global RNG
+                    res["torchattacks"].append(run_case(theirs, counter, device))
+        fb = statistics.median(bare)
+        row: dict[str, object] = {"attack": name, "batch": args.batch, "fb_seconds": round(fb, 5)}
+        for lib, runs in res.items():
+            if not runs:
+                continue
+            t = statistics.median(r[0] for r in runs)
+            passes = runs[0][1] / args.batch
+            row[lib] = {
+                "seconds": round(t, 4),
+                "images_per_s": round(args.batch / t, 1),
+                "grad_passes": round(passes, 2),
+                "forward_passes": round(runs[0][2] / args.batch, 2),
+                "efficiency": round(passes * fb / t, 3),
+            }
+        if "torchattacks" in row:
+            row["speedup"] = round(row["torchattacks"]["seconds"] / row["gradguard"]["seconds"], 2)  # type: ignore[index]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    meta = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.machine()} {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}",
+        "device": str(device),
+        "torch": torch.__version__,
+        "torchattacks": getattr(ta, "__version__", None),
+        "model": f"{args.model} ({args.dataset} shape, "
+        + (f"{args.train_steps} quick training steps, test images)" if state is not None else "random weights)"),
+        "batch": args.batch,
+        "repeats": args.repeats,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(rows, meta)
+    (args.out / "attack_speed.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    (args.out / "attack_speed.md").write_text(md)
+    print(md)
+    return 0
+
+
+def to_markdown(rows: list[dict], meta: dict) -> str:
+    lines = [
+        f"Measured {meta['date_utc']} UTC on {meta['machine']}, device {meta['device']}, torch {meta['torch']}, "
+        f"torchattacks {meta['torchattacks']}; model {meta['model']}, batch {meta['batch']}. Median of "
+        f"{meta['repeats']} runs; one forward+backward (timed next to each attack, ms) in the last column.",
+        "",
+        "| attack | gradguard img/s | torchattacks img/s | speedup | grad passes (ours / theirs) "
+        "| efficiency (ours / theirs) | fwd+bwd ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        o, t = r["gradguard"], r.get("torchattacks")
+        lines.append(
+            f"| {r['attack']} | {o['images_per_s']} | {t['images_per_s'] if t else '-'} | "
+            f"{r.get('speedup', '-')} | {o['grad_passes']} / {t['grad_passes'] if t else '-'} | "
+            f"{o['efficiency']} / {t['efficiency'] if t else '-'} | {1000 * r['fb_seconds']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
