@@ -234,6 +234,8 @@ def all_attacks(eps: float = 0.1) -> dict[str, Attack]:
         "square": Square(eps=eps, n_queries=20),
         "square-l2": Square(eps=eps * 5, norm="l2", n_queries=20),
         "pgd-eot": PGD(eps=eps, steps=3, eot=3),
+        "apgd-eot": APGD(eps=eps, steps=4, eot=2, chunk_size=5),
+        "cw-l2-eot": CWL2(steps=3, binary_steps=1, eot=2),
     }
 
 
