@@ -46,6 +46,8 @@ METHODS: dict[str, tuple[str, float, list[str]]] = {
     "sgn_noclean": ("SGN ablation: no clean term", 0.4, ["train.recipe_args.clean_weight=0.0"]),
     "sgn_rs": ("SGN variant: random start, step 1.25 eps", 0.4, [
         "train.recipe_args.random_start=true", "train.recipe_args.step_scale=1.25"]),
+    "sgn_refine": ("SGN variant: + 1 refinement PGD step (3 passes per batch)", 0.4, [
+        "train.recipe_args.refine_steps=1"]),
     "sgn_alt": ("SGN variant: alternating ascent (Adam 1e-3)", 0.4, ['train.recipe_args.adversary="alternating"']),
 }
 VALS_PER_RUN = 5  # robust validations per run (val_every = epochs / VALS_PER_RUN)
