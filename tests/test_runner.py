@@ -105,3 +105,24 @@ def test_results_table_is_built_from_archived_results(finished_run, tmp_path):
     table = write_results_table(tmp_path / "archive", tmp_path / "results.md").read_text()
     acc = json.loads((out / "results.json").read_text())["evaluation"]["robust_accuracy"]
     assert f"0.3: {100 * acc[1]:.1f}" in table and "`gradguard run tiny.toml`" in table
+
+
+def test_resume_of_a_finished_run_refuses_a_different_training_config(tmp_path):
+    """A finished run re-evaluated under another config would record a training its model never had."""
+    from gradguard.config import ConfigError, parse_config, save_config
+
+    own = load_config_text(tmp_path, CONFIG)
+    out = tmp_path / "run"
+    save_config(own, out / "config.toml")
+    (out / "train_summary.json").write_text("{}")
+    (out / "model.safetensors").write_bytes(b"")  # never read: the check comes first
+    other = parse_config({**own.model_dump(mode="json"), "train": {**own.train.model_dump(mode="json"), "lr": 0.5}})
+    with pytest.raises(ConfigError, match=r"train\.lr"):
+        run_experiment(other, run_dir=out, resume=True)
+    assert main(["run", str(tmp_path / "tiny.toml"), "--set", "model.name=smallcnn", "--resume", str(out)]) == 2
+
+
+def load_config_text(tmp_path, text):
+    path = tmp_path / "tiny.toml"
+    path.write_text(text)
+    return load_config(path)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from gradguard.config import ExperimentConfig, dump_config, load_config
+from gradguard.config import ConfigError, ExperimentConfig, dump_config, load_config
 from gradguard.report.files import write_json_atomic, write_text_atomic
 from gradguard.report.records import RESULTS_SCHEMA
 
@@ -75,6 +75,7 @@ def run_experiment(
     if resume and (out / "train_summary.json").exists() and (out / "model.safetensors").exists():
         import json
 
+        _check_same_training(cfg, out)
         _log(f"training already finished in {out}; evaluating again")
         summary = json.loads((out / "train_summary.json").read_text(encoding="utf-8"))
     else:
@@ -130,6 +131,29 @@ def run_experiment(
     page = write_run_report(out)
     _log(f"report: {page}")
     return out
+
+
+def _check_same_training(cfg: ExperimentConfig, out: Path) -> None:
+    """Refuse to re-evaluate a finished run under a config that would not have trained its model.
+
+    Only `eval` may differ (evaluation and report are redone); anything else would make results.json and
+    config.toml describe a training the model never had.
+    """
+    own_file = out / "config.toml"
+    if not own_file.exists():
+        return
+    own = load_config(own_file).model_dump(mode="json")
+    new = cfg.model_dump(mode="json")
+    differ = []
+    for section in sorted((own.keys() | new.keys()) - {"eval"}):
+        a, b = own.get(section), new.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differ += [f"{section}.{k}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+        elif a != b:
+            differ.append(section)
+    if differ:
+        raise ConfigError(f"cannot resume {out}: its model was trained with {own_file}, which differs in "
+                          f"{', '.join(differ)}; only eval.* may change when a finished run is evaluated again")
 
 
 def _machine(env: dict[str, Any]) -> str:
