@@ -4,9 +4,8 @@ from gradguard.models._common import SizeError
 from gradguard.models.bayesian import BayesLayer, kl_divergence
 from gradguard.models.normalization import Normalize
 from gradguard.models.randomized import KINDS, freeze, is_randomized, random_layers, randomize, set_generator
-from gradguard.models.zoo import ZooModel, build_model, list_models
-
 from gradguard.models.sgn import SelfGradientNetwork
+from gradguard.models.zoo import ZooModel, build_model, list_models
 
 __all__ = [
     "build_model", "list_models", "Normalize", "ZooModel",
