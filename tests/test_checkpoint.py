@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from gradguard.checkpoint import (
     CheckpointError,
     atomic_write_bytes,
+    atomic_write_text,
     flatten_state,
     load_checkpoint,
     load_model,
@@ -119,6 +120,17 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path, monkeypatch: py
         atomic_write_bytes(path, b"new contents")
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]  # no temporary left behind
+
+
+def test_atomic_writes_get_umask_permissions(tmp_path: Path) -> None:
+    """mkstemp makes 0600 files; checkpoints, configs, results and reports must be as readable as any new file."""
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "r.json", "{}\n")
+    finally:
+        os.umask(old)
+    assert path.read_text() == "{}\n"
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_shared_and_noncontiguous_tensors_are_saved(tmp_path: Path) -> None:

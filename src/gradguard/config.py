@@ -12,7 +12,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -311,18 +310,6 @@ def dump_config(cfg: ExperimentConfig) -> str:
 
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
     """Write the config atomically (temporary file, then rename)."""
-    atomic_write_text(Path(path), dump_config(cfg))
+    from gradguard.checkpoint import atomic_write_text
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, dump_config(cfg))

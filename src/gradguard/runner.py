@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
+from gradguard.checkpoint import atomic_write_text
 from gradguard.config import ConfigError, ExperimentConfig, dump_config, load_config
-from gradguard.report.files import write_json_atomic, write_text_atomic
+from gradguard.report.files import write_json_atomic
 from gradguard.report.records import RESULTS_SCHEMA
 
 __all__ = ["run_experiment", "RunExistsError"]
@@ -126,7 +127,7 @@ def run_experiment(
         "gradient_statistics": grads,
         "environment": env,
     }
-    write_text_atomic(out / "config.toml", dump_config(cfg))
+    atomic_write_text(out / "config.toml", dump_config(cfg))
     write_json_atomic(out / "results.json", results)
     page = write_run_report(out)
     _log(f"report: {page}")

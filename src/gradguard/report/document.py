@@ -119,10 +119,10 @@ class Document:
 
     def write(self, directory: Path, stem: str = "report") -> tuple[Path, Path]:
         """Write `stem`.md and `stem`.html atomically into `directory`."""
-        from gradguard.report.files import write_text_atomic
+        from gradguard.checkpoint import atomic_write_text
 
-        md = write_text_atomic(directory / f"{stem}.md", self.to_markdown(directory))
-        page = write_text_atomic(directory / f"{stem}.html", self.to_html())
+        md = atomic_write_text(directory / f"{stem}.md", self.to_markdown(directory))
+        page = atomic_write_text(directory / f"{stem}.html", self.to_html())
         return md, page
 
 

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gradguard.checkpoint import atomic_write_text
 from gradguard.report.document import Document, Paragraph, Table
-from gradguard.report.files import write_json_atomic, write_text_atomic
+from gradguard.report.files import write_json_atomic
 from gradguard.report.records import RESULTS_SCHEMA
 
 __all__ = ["archive_results", "results_document", "write_results_table"]
@@ -65,4 +66,4 @@ def results_document(archive: str | Path) -> Document:
 def write_results_table(archive: str | Path, out: str | Path, extra_markdown: str = "") -> Path:
     archive, out = Path(archive), Path(out)
     text = results_document(archive).to_markdown(out.parent)
-    return write_text_atomic(out, text + (("\n" + extra_markdown.strip() + "\n") if extra_markdown else ""))
+    return atomic_write_text(out, text + (("\n" + extra_markdown.strip() + "\n") if extra_markdown else ""))

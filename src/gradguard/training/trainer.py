@@ -28,8 +28,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from gradguard.checkpoint import flatten_state, load_checkpoint, save_checkpoint, save_model, unflatten_state
-from gradguard.config import ExperimentConfig, atomic_write_text, dump_config
+from gradguard.checkpoint import (
+    atomic_write_text,
+    flatten_state,
+    load_checkpoint,
+    save_checkpoint,
+    save_model,
+    unflatten_state,
+)
+from gradguard.config import ExperimentConfig, dump_config
 from gradguard.provenance import environment
 from gradguard.threat import threat_model
 from gradguard.training import distributed as ddp
