@@ -8,25 +8,22 @@ the network at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import torch
 from torch import Tensor, nn
 
+from gradguard.attacks import eval_mode as _eval_mode
+
 __all__ = ["eval_mode", "predict", "predict_labels", "detect_randomness", "model_device"]
 
 
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode and restore each one's own flag on exit (BatchNorm/dropout bugs)."""
-    modes = [(mod, mod.training) for mod in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for mod, training in modes:
-            mod.training = training
+def eval_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
+    """Every submodule in eval mode, each one's own flag restored on exit (BatchNorm/dropout bugs).
+
+    `gradguard.attacks.eval_mode` without freezing: parameters keep their `requires_grad`.
+    """
+    return _eval_mode(model, freeze=False)
 
 
 def model_device(model: nn.Module) -> torch.device:

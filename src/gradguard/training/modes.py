@@ -12,6 +12,8 @@ from typing import Literal
 
 from torch import nn
 
+from gradguard.attacks import eval_mode
+
 __all__ = ["crafting_mode", "BNMode"]
 
 BNMode = Literal["train", "eval"]
@@ -20,15 +22,7 @@ BNMode = Literal["train", "eval"]
 @contextmanager
 def crafting_mode(model: nn.Module, mode: BNMode) -> Iterator[nn.Module]:
     """Put `model` in `mode` with parameter gradients off; restore each module's mode and each flag on exit."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.train(mode == "train")
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
+    with eval_mode(model):  # records and restores every module's mode and parameter flag, freezes parameters
+        if mode == "train":
+            model.train()
         yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from gradguard.attacks import eval_mode
 from gradguard.config import TrainConfig
 from gradguard.training.distributed import DistInfo, all_sum, shard
 
@@ -34,25 +35,20 @@ def robust_validate(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
     """Clean and robust accuracy of `model` (eval mode) on (x, y); each rank does its shard, counts are summed."""
     start, stop = shard(x, info)
     xs, ys = x[start:stop], y[start:stop]
-    was_training = model.training
-    model.eval()
     correct = robust = 0.0
     devices = [info.device] if info.device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            attack = build_val_attack(cfg, eps, generator)
-            for i in range(0, xs.shape[0], cfg.val_batch_size):
-                xb = xs[i: i + cfg.val_batch_size].to(info.device)
-                yb = ys[i: i + cfg.val_batch_size].to(info.device)
-                with torch.no_grad():
-                    correct += (model(xb).argmax(1) == yb).sum().item()
-                if attack is None:
-                    continue
-                x_adv = attack(model, xb, yb)
-                with torch.no_grad():
-                    robust += (model(x_adv).argmax(1) == yb).sum().item()
-    finally:
-        model.train(was_training)
+    with eval_mode(model, freeze=False), torch.random.fork_rng(devices=devices):
+        attack = build_val_attack(cfg, eps, generator)
+        for i in range(0, xs.shape[0], cfg.val_batch_size):
+            xb = xs[i: i + cfg.val_batch_size].to(info.device)
+            yb = ys[i: i + cfg.val_batch_size].to(info.device)
+            with torch.no_grad():
+                correct += (model(xb).argmax(1) == yb).sum().item()
+            if attack is None:
+                continue
+            x_adv = attack(model, xb, yb)
+            with torch.no_grad():
+                robust += (model(x_adv).argmax(1) == yb).sum().item()
     n, correct, robust = all_sum([float(stop - start), correct, robust], info)
     out = {"val_clean_acc": correct / max(n, 1)}
     out["val_robust_acc"] = robust / max(n, 1) if cfg.val_attack != "none" and eps > 0 else out["val_clean_acc"]
