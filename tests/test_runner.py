@@ -126,3 +126,15 @@ def load_config_text(tmp_path, text):
     path = tmp_path / "tiny.toml"
     path.write_text(text)
     return load_config(path)
+
+
+def test_a_run_config_evaluates_like_its_source():
+    """The run's config.toml (dump_config) must evaluate as the file it came from: an unset eval.k means the
+    suite's default (20 EOT draws for 'rand'), not the 1 a dumped default would force."""
+    from gradguard.config import dump_config, parse_config
+    from gradguard.runner import evaluation_settings
+
+    cfg = parse_config({"model": {"randomization": "noise"}, "eval": {"suite": "rand"}})
+    again = parse_config(__import__("tomllib").loads(dump_config(cfg)))
+    assert evaluation_settings(again) == evaluation_settings(cfg)
+    assert evaluation_settings(cfg)["k"] is None  # evaluate() then uses SUITE_DEFAULT_K["rand"] == 20

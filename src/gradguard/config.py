@@ -109,7 +109,7 @@ class EvalConfig(_Strict):
     norm: Literal["linf", "l2"] | None = None  # None = train.norm
     eps: list[float] = Field(default_factory=list)  # empty = [train.eps]
     m: int = Field(1, ge=1)  # prediction draws averaged for randomized models
-    k: int = Field(1, ge=1)  # EOT draws per gradient
+    k: int | None = Field(None, ge=1)  # EOT draws per gradient; None = the suite's default (standard 1, rand 20)
     n: int = Field(1000, ge=0)  # test images evaluated; 0 = all loaded
     batch_size: int = Field(500, ge=1)
     quick: bool = False

@@ -86,13 +86,7 @@ def run_experiment(
     model = load_model(out / "model.safetensors")
     x, y, dataset = _eval_inputs(cfg)
     randomized = is_randomized(model)
-    eval_kwargs: dict[str, Any] = {
-        "attacks": cfg.eval.suite, "eps": cfg.eval.eps or [cfg.train.eps], "norm": cfg.eval.norm or cfg.train.norm,
-        "m": cfg.eval.m, "batch_size": cfg.eval.batch_size, "seed": cfg.seed, "quick": cfg.eval.quick,
-        "progress": _log,
-    }
-    if "k" in cfg.eval.model_fields_set:
-        eval_kwargs["k"] = cfg.eval.k
+    eval_kwargs = {**evaluation_settings(cfg), "progress": _log}
     _log(f"evaluating on {len(y)} test images: suite {cfg.eval.suite}, eps {eval_kwargs['eps']}")
     t0 = time.perf_counter()
     result = evaluate(model, x, y, **eval_kwargs)
@@ -132,6 +126,15 @@ def run_experiment(
     page = write_run_report(out)
     _log(f"report: {page}")
     return out
+
+
+def evaluation_settings(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The keyword arguments `run_experiment` gives `gradguard.evaluation.evaluate` (eval.* with its fallbacks)."""
+    return {
+        "attacks": cfg.eval.suite, "eps": cfg.eval.eps or [cfg.train.eps], "norm": cfg.eval.norm or cfg.train.norm,
+        "m": cfg.eval.m, "k": cfg.eval.k, "batch_size": cfg.eval.batch_size, "seed": cfg.seed,
+        "quick": cfg.eval.quick,
+    }
 
 
 def _check_same_training(cfg: ExperimentConfig, out: Path) -> None:
