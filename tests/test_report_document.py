@@ -6,8 +6,9 @@ import base64
 import json
 
 from gradguard.report.document import Code, Document, Flags, Heading, Image, Paragraph, Table
-from gradguard.report.files import read_jsonl, write_json_atomic
+from gradguard.report.files import write_json_atomic
 from gradguard.report.plots import line_plot
+from gradguard.training.metrics import read_metrics
 
 
 def _doc(tmp_path):
@@ -55,11 +56,11 @@ def test_line_plot_skips_empty_series(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_read_jsonl_skips_torn_last_line(tmp_path):
+def test_read_metrics_skips_torn_last_line(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text(json.dumps({"a": 1}) + "\n" + json.dumps({"a": 2}) + "\n" + '{"a": 3')
-    assert read_jsonl(path) == [{"a": 1}, {"a": 2}]
-    assert read_jsonl(tmp_path / "missing.jsonl") == []
+    assert read_metrics(path) == [{"a": 1}, {"a": 2}]
+    assert read_metrics(tmp_path / "missing.jsonl", missing_ok=True) == []
 
 
 def test_write_json_atomic_roundtrip(tmp_path):

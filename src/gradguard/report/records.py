@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradguard.report.files import read_jsonl
+from gradguard.training.metrics import read_metrics
 
 __all__ = ["RunRecord", "load_run", "RESULTS_SCHEMA"]
 
@@ -64,6 +64,6 @@ def load_run(run_dir: str | Path) -> RunRecord:
     return RunRecord(
         run_dir=run_dir,
         results=results,
-        metrics=read_jsonl(run_dir / "metrics.jsonl"),
+        metrics=read_metrics(run_dir / "metrics.jsonl", missing_ok=True),
         config_text=config.read_text(encoding="utf-8") if config.exists() else "",
     )

@@ -78,13 +78,24 @@ class MetricsLog:
             self._tb = None
 
 
-def read_metrics(path: str | os.PathLike[str], kind: str | None = None) -> list[dict[str, Any]]:
-    """Records of metrics.jsonl (optionally only one kind: "train", "val", "end")."""
+def read_metrics(path: str | os.PathLike[str], kind: str | None = None, *,
+                 missing_ok: bool = False) -> list[dict[str, Any]]:
+    """Records of metrics.jsonl (optionally only one kind: "train", "val", "resume").
+
+    A torn line (a run killed mid-write, before a resume cuts it off) is skipped; with `missing_ok` a missing file
+    reads as no records.
+    """
+    if missing_ok and not Path(path).exists():
+        return []
     out = []
     with open(path, encoding="utf-8") as f:
         for line in f:
-            if line.strip():
+            if not line.strip():
+                continue
+            try:
                 rec = json.loads(line)
-                if kind is None or rec.get("kind") == kind:
-                    out.append(rec)
+            except json.JSONDecodeError:
+                continue
+            if kind is None or rec.get("kind") == kind:
+                out.append(rec)
     return out
