@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from pydantic import BaseModel
 from torch import Tensor, nn
 
 from gradguard.threat import ThreatModel
@@ -36,11 +37,20 @@ class StepOutput:
 
 
 class Recipe:
-    """Base class: override `step`; the rest has sensible defaults."""
+    """Base class: override `step`; the rest has sensible defaults.
+
+    A recipe with settings names its pydantic model in `Config`; `__init__` keeps a validated instance in
+    `self.config` (the defaults when none is given) and `describe` records it.
+    """
 
     name: ClassVar[str] = "base"
+    Config: ClassVar[type[BaseModel] | None] = None
     #: optimizer steps per batch (Free-AT replays each batch m times); the trainer calls `step` this many times.
     replays: int = 1
+
+    def __init__(self, config: BaseModel | None = None) -> None:
+        if self.Config is not None:
+            self.config = config or self.Config()
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """The module the optimizer trains (default: the model itself)."""
@@ -62,5 +72,6 @@ class Recipe:
             raise ValueError(f"recipe {self.name!r} carries no state but got keys {sorted(state)}")
 
     def describe(self) -> dict[str, Any]:
-        """Settings for the run record."""
-        return {"name": self.name}
+        """Settings for the run record: the name and, when the recipe has a `Config`, every setting."""
+        config = getattr(self, "config", None)
+        return {"name": self.name, **(config.model_dump() if isinstance(config, BaseModel) else {})}

@@ -33,8 +33,7 @@ class FastATRecipe(Recipe):
     name: ClassVar[str] = "fast_at"
     Config = FastATConfig
 
-    def __init__(self, config: FastATConfig | None = None) -> None:
-        self.config = config or FastATConfig()
+    config: FastATConfig
 
     def step(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> StepOutput:
         c = self.config
@@ -47,6 +46,3 @@ class FastATRecipe(Recipe):
         logits = model(x_adv)
         loss = F.cross_entropy(logits, y)
         return StepOutput(loss=loss, logits=logits)
-
-    def describe(self) -> dict:
-        return {"name": self.name, **self.config.model_dump()}

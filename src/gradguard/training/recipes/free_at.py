@@ -48,7 +48,7 @@ class FreeATRecipe(Recipe):
     Config = FreeATConfig
 
     def __init__(self, config: FreeATConfig | None = None) -> None:
-        self.config = config or FreeATConfig()
+        super().__init__(config)
         self.replays = self.config.m
         self.delta: Tensor | None = None
 
@@ -87,6 +87,3 @@ class FreeATRecipe(Recipe):
         if unknown:
             raise ValueError(f"recipe 'free_at' state has unknown keys {sorted(unknown)}")
         self.delta = state["delta"].clone() if "delta" in state else None
-
-    def describe(self) -> dict:
-        return {"name": self.name, **self.config.model_dump()}

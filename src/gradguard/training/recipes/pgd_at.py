@@ -37,8 +37,7 @@ class PGDATRecipe(Recipe):
     name: ClassVar[str] = "pgd_at"
     Config = PGDATConfig
 
-    def __init__(self, config: PGDATConfig | None = None) -> None:
-        self.config = config or PGDATConfig()
+    config: PGDATConfig
 
     def step(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> StepOutput:
         c = self.config
@@ -52,6 +51,3 @@ class PGDATRecipe(Recipe):
         logits = model(x_adv)
         loss = F.cross_entropy(logits, y)
         return StepOutput(loss=loss, logits=logits)
-
-    def describe(self) -> dict:
-        return {"name": self.name, **self.config.model_dump()}

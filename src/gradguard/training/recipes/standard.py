@@ -23,13 +23,9 @@ class StandardRecipe(Recipe):
     name: ClassVar[str] = "standard"
     Config = StandardConfig
 
-    def __init__(self, config: StandardConfig | None = None) -> None:
-        self.config = config or StandardConfig()
+    config: StandardConfig
 
     def step(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> StepOutput:
         logits = model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
         return StepOutput(loss=loss, logits=logits)
-
-    def describe(self) -> dict:
-        return {"name": self.name, **self.config.model_dump()}

@@ -39,8 +39,7 @@ class TRADESRecipe(Recipe):
     name: ClassVar[str] = "trades"
     Config = TRADESConfig
 
-    def __init__(self, config: TRADESConfig | None = None) -> None:
-        self.config = config or TRADESConfig()
+    config: TRADESConfig
 
     def _craft(self, model: nn.Module, x: Tensor, ctx: StepContext) -> Tensor:
         c, threat = self.config, ctx.threat
@@ -69,6 +68,3 @@ class TRADESRecipe(Recipe):
             adv_acc = (logits_adv.argmax(1) == y).float().mean().item()
         return StepOutput(loss=loss, logits=logits,
                           logs={"natural_loss": natural.item(), "kl": robust.item(), "adv_acc": adv_acc})
-
-    def describe(self) -> dict:
-        return {"name": self.name, **self.config.model_dump()}
