@@ -33,6 +33,7 @@ __all__ = [
     "unflatten_state",
     "save_model",
     "load_model",
+    "network_from_info",
     "atomic_write_bytes",
     "atomic_write_text",
 ]
@@ -238,6 +239,22 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], info: Mapping[str
     atomic_write_bytes(path.with_suffix(".json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
+def network_from_info(info: Mapping[str, Any]) -> nn.Module:
+    """The untrained network an exported model's `info` describes (see `save_model`): zoo builder, randomization.
+
+    The trainer builds its network through this too, so `load_model` always rebuilds what was trained.
+    """
+    from gradguard.models import build_model
+
+    model = build_model(info["model"], info["dataset"], **info.get("model_args", {}))
+    kind = info.get("randomization", "none")
+    if kind and kind != "none":
+        from gradguard.models import randomize
+
+        model = randomize(model, kind, **info.get("randomization_args", {})) or model
+    return model
+
+
 def _model_file(path: Path) -> Path:
     if path.is_dir():
         return path / "model.safetensors"
@@ -258,14 +275,7 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cp
     meta = json.loads(header_meta[_META_KEY])
     if meta.get("format") != MODEL_FORMAT:
         raise CheckpointError(f"{file} is a {meta.get('format')!r} file, not an exported model ({MODEL_FORMAT})")
-    from gradguard.models import build_model
-
-    model = build_model(meta["model"], meta["dataset"], **meta.get("model_args", {}))
-    kind = meta.get("randomization", "none")
-    if kind and kind != "none":
-        from gradguard.models import randomize
-
-        model = randomize(model, kind, **meta.get("randomization_args", {})) or model
+    model = network_from_info(meta)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

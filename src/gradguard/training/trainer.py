@@ -32,6 +32,7 @@ from gradguard.checkpoint import (
     atomic_write_text,
     flatten_state,
     load_checkpoint,
+    network_from_info,
     save_checkpoint,
     save_model,
     unflatten_state,
@@ -100,15 +101,8 @@ def prepare_data(cfg: ExperimentConfig) -> tuple[Any, Any]:
 
 
 def build_network(cfg: ExperimentConfig) -> nn.Module:
-    """The zoo network with its randomization, as `gradguard.checkpoint.load_model` will rebuild it."""
-    from gradguard.models import build_model
-
-    model = build_model(cfg.model.name, cfg.data.dataset, **cfg.model.args)
-    if cfg.model.randomization != "none":
-        from gradguard.models import randomize
-
-        model = randomize(model, cfg.model.randomization, **cfg.model.randomization_args) or model
-    return model
+    """The zoo network with its randomization, built as `gradguard.checkpoint.load_model` rebuilds it."""
+    return network_from_info(_model_info(cfg))
 
 
 def _model_info(cfg: ExperimentConfig) -> dict[str, Any]:
