@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,30 +61,24 @@ def _model_info(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _init_distributed(device_arg: str | None) -> tuple[int, str]:
-    """Join a torchrun job when one is running (WORLD_SIZE > 1); returns (rank, device)."""
-    import torch
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if device_arg is None:
-        device_arg = "cuda" if torch.cuda.is_available() else "cpu"
-    if world > 1 and not dist.is_initialized():
-        if device_arg.startswith("cuda"):
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
-            device_arg = f"cuda:{local}"
-        dist.init_process_group("nccl" if device_arg.startswith("cuda") else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    return rank, device_arg
-
-
 def run(args: argparse.Namespace) -> int:
+    from gradguard.training import distributed as ddp
+
+    try:
+        info = ddp.setup(args.device or "auto")  # joins a torchrun job when WORLD_SIZE > 1
+    except RuntimeError as err:
+        raise SystemExit(f"gradguard eval: {err}") from None
+    try:
+        return _evaluate(args, info.rank, str(info.device))
+    finally:
+        ddp.teardown(info)
+
+
+def _evaluate(args: argparse.Namespace, rank: int, device: str) -> int:
     from gradguard import data
     from gradguard.checkpoint import CheckpointError, load_model
     from gradguard.evaluation import evaluate
 
-    rank, device = _init_distributed(args.device)
     say = (lambda s: None) if args.quiet or rank else (lambda s: print(s, file=sys.stderr, flush=True))
     path = Path(args.checkpoint)
     if not path.exists():
