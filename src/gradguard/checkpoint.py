@@ -251,7 +251,7 @@ def network_from_info(info: Mapping[str, Any]) -> nn.Module:
     if kind and kind != "none":
         from gradguard.models import randomize
 
-        model = randomize(model, kind, **info.get("randomization_args", {})) or model
+        model = randomize(model, kind, **info.get("randomization_args", {}))
     return model
 
 
