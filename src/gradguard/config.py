@@ -46,10 +46,10 @@ class DataConfig(_Strict):
     """Which data, and how much of it."""
 
     dataset: str = "mnist"
-    root: str = ""  # dataset cache directory; "" = $GRADGUARD_CACHE or ~/.cache/gradguard
+    root: str = ""  # folder (or archive) to read the dataset from first; "" = $GRADGUARD_DATA, then the cache
     val_size: int = Field(1000, ge=0)  # fixed held-out subset of the training split for robust validation
     train_subset: int = Field(0, ge=0)  # 0 = all remaining training images
-    test_subset: int = Field(1000, ge=0)  # test images the runner evaluates on; 0 = all
+    test_subset: int = Field(1000, ge=0)  # test images the runner evaluates on when eval.n = 0; 0 = all
     augment: bool = False  # random crop (padding crop_padding) + horizontal flip, for CIFAR-like data
     crop_padding: int = Field(4, ge=0)
     flip: bool = True
@@ -110,7 +110,7 @@ class EvalConfig(_Strict):
     eps: list[float] = Field(default_factory=list)  # empty = [train.eps]
     m: int = Field(1, ge=1)  # prediction draws averaged for randomized models
     k: int | None = Field(None, ge=1)  # EOT draws per gradient; None = the suite's default (standard 1, rand 20)
-    n: int = Field(1000, ge=0)  # test images evaluated; 0 = all loaded
+    n: int = Field(1000, ge=0)  # first n test images evaluated; 0 = data.test_subset (0 there too: all)
     batch_size: int = Field(500, ge=1)
     quick: bool = False
 
