@@ -148,6 +148,23 @@ def test_attack_leaving_the_ball_is_an_error() -> None:
         evaluate(Quadrant(), x, y, {"cheat": cheat}, eps=[0.1], run_checks=False)
 
 
+def test_attack_without_its_own_counts_is_counted_by_forward_hook() -> None:
+    """A plain callable has no last_grad_evals: its passes through the model (and only those) are counted."""
+    x, y = quadrant_data(8)
+
+    def probe(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            model(xb.clone().requires_grad_(True))
+            model(xb.clone().requires_grad_(True))
+        with torch.no_grad():
+            model(xb)
+        return xb
+
+    probe.eps = 0.1  # type: ignore[attr-defined]
+    res = evaluate(Quadrant(), x, y, {"probe": probe}, eps=[0.1], run_checks=False)
+    assert res.attacks["probe"].grad_evals == [16] and res.attacks["probe"].queries == [8]
+
+
 def test_robust_accuracy_non_increasing_in_eps_with_pgd() -> None:
     from gradguard.attacks import PGD
 

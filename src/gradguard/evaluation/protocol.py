@@ -29,34 +29,13 @@ from gradguard.evaluation import checks
 from gradguard.evaluation.predict import _is_randomized_flag, detect_randomness, eval_mode, model_device, predict_labels
 from gradguard.evaluation.result import AttackRecord, EvalResult
 from gradguard.evaluation.suites import SUITE_DEFAULT_K, AttackSpec, attack_settings, build_suite
+from gradguard.training.counter import PassCounter
 
 __all__ = ["evaluate", "MODES"]
 
 MODES = ("chained", "independent")
 
 AttackLike = Any  # an attack instance (has .eps), an AttackSpec, or a factory `f(eps=...) -> attack`
-
-
-class _ForwardCounter:
-    """Counts samples forwarded through the model, split by whether autograd was on (a gradient evaluation)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.grad = 0
-        self.nograd = 0
-        self.active = False
-        self._handle = model.register_forward_pre_hook(self._hook)
-
-    def _hook(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
-        if not self.active:
-            return
-        n = inputs[0].shape[0] if inputs and isinstance(inputs[0], Tensor) and inputs[0].dim() > 0 else 1
-        if torch.is_grad_enabled():
-            self.grad += n
-        else:
-            self.nograd += n
-
-    def close(self) -> None:
-        self._handle.remove()
 
 
 @contextmanager
@@ -176,19 +155,18 @@ def _run_attack(
 
     ball = threat_model(norm, eps)
     fooled = torch.zeros(len(idx), dtype=torch.bool)
-    counter = _ForwardCounter(model)
+    counter = PassCounter(model)  # the fallback count for attacks that keep none of their own
     elapsed = 0.0
-    own_grads = own_queries = 0
+    own_grads = own_queries = hook_samples = hook_grads = 0
     try:
         for start in range(0, len(idx), batch_size):
             sel = idx[start : start + batch_size]
             xb, yb = x[sel].to(device), y[sel].to(device)
             t0 = time.perf_counter()
-            counter.active = True
-            try:
-                x_adv = attack(model, xb, yb)
-            finally:
-                counter.active = False
+            snap = counter.snapshot()
+            x_adv = attack(model, xb, yb)
+            hook_samples += counter.samples - snap[0]
+            hook_grads += counter.grad_samples - snap[1]
             elapsed += time.perf_counter() - t0
             if hasattr(attack, "last_grad_evals"):  # the attack's own count (EOT draws included) beats the hook's
                 own_grads += int(attack.last_grad_evals)
@@ -210,10 +188,10 @@ def _run_attack(
                 pred = predict_labels(model, x_adv, m, batch_size, randomized=randomized)
             fooled[start : start + len(sel)] = pred != yb.cpu()
     finally:
-        counter.close()
+        counter.remove()
     if own_grads >= 0 and len(idx):
         return fooled, elapsed, own_grads, own_queries
-    return fooled, elapsed, counter.grad, counter.nograd
+    return fooled, elapsed, hook_grads, hook_samples - hook_grads
 
 
 def evaluate(
