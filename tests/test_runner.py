@@ -75,7 +75,8 @@ def test_existing_run_is_not_overwritten_and_resume_skips_finished_training(fini
     with pytest.raises(RunExistsError, match="--resume"):
         run_experiment(config, run_dir=out)
     metrics_before = (out / "metrics.jsonl").read_text()
-    run_experiment(load_config(config), run_dir=out, resume=True)
+    # the command as the fixture's, so the later tests on this shared run still read "gradguard run tiny.toml"
+    run_experiment(load_config(config), run_dir=out, resume=True, command="gradguard run tiny.toml")
     assert (out / "metrics.jsonl").read_text() == metrics_before  # no retraining
 
 
