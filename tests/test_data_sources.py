@@ -230,6 +230,15 @@ def test_cache_write_is_atomic(tmp_path: Path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "cache" / "datasets").iterdir()) == ["digits"]
 
 
+def test_cache_entry_gets_umask_permissions(tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        load("digits")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "cache" / "datasets" / "digits").stat().st_mode & 0o777 == 0o755
+
+
 def test_damaged_cache_entry_is_reported(tmp_path: Path):
     load("digits")
     (tmp_path / "cache" / "datasets" / "digits" / "test-images.npy").write_bytes(b"garbage")

@@ -51,6 +51,9 @@ def write(name: str, splits: Splits, meta: dict[str, Any]) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700: a shared cache must be as readable as any new folder
         split_meta = {}
         for split, (images, labels) in splits.items():
             np.save(tmp / f"{split}-images.npy", np.ascontiguousarray(images, dtype=np.uint8))
