@@ -122,3 +122,38 @@ def distributed_worker(rank: int, world: int, init_file: str, out_dir: str) -> N
             json.dump(res.to_dict(), f)
     finally:
         dist.destroy_process_group()
+
+
+class Sleepy:
+    """An attack that only takes time: `seconds` per call, the input returned unchanged."""
+
+    uses_gradients = False
+
+    def __init__(self, eps: float, seconds: float) -> None:
+        self.eps = eps
+        self.seconds = seconds
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        import time
+
+        time.sleep(self.seconds)
+        return x
+
+
+def timing_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    """One Gloo rank evaluating with a `Sleepy` attack (0.4 s on each rank's shard)."""
+    import json
+
+    import torch.distributed as dist
+
+    from gradguard.evaluation import evaluate
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        x, y = quadrant_data(8)
+        res = evaluate(Quadrant(), x, y, {"sleepy": lambda eps: Sleepy(eps, 0.4)}, eps=[0.1], run_checks=False)
+        with open(f"{out_dir}/timing{rank}.json", "w") as f:
+            json.dump(res.to_dict(), f)
+    finally:
+        dist.destroy_process_group()

@@ -37,3 +37,14 @@ def test_two_gloo_ranks_match_a_single_process(tmp_path) -> None:
         assert flags["gradient_free_stronger"]["triggered"]
     assert ranks[0]["success"] == ranks[1]["success"]
     assert torch.distributed.is_initialized() is False
+
+
+@pytest.mark.slow
+def test_attack_wall_time_is_the_slowest_rank_not_the_sum(tmp_path) -> None:
+    """Ranks attack their shards in parallel: an attack taking 0.4 s on each of 2 ranks took 0.4 s, not 0.8 s."""
+    mp.spawn(toys.timing_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    for r in range(2):
+        d = json.loads((tmp_path / f"timing{r}.json").read_text())
+        (wall,) = d["attacks"]["sleepy"]["wall_s"]
+        assert 0.4 <= wall < 0.7, wall
+        assert wall <= d["meta"]["wall_s"]
