@@ -25,7 +25,8 @@ def test_standard_suite_defaults_and_quick_variant() -> None:
 
 def test_rand_suite_uses_eot_20_unless_told() -> None:
     rand = build_suite("rand")
-    assert list(rand) == ["apgd-ce", "apgd-dlr"]
+    assert list(rand) == ["apgd-ce", "apgd-dlr", "square"]  # Square last: the gradient-free masking check
+    assert rand["square"].kind == "gradient-free"
     assert all(spec(0.1).eot == 20 for spec in rand.values())
     assert rand["apgd-dlr"](0.1).loss == "dlr"
     assert build_suite("rand", k=5)["apgd-ce"](0.1).eot == 5

@@ -7,10 +7,11 @@ gradient-free Square comes last (so that "Square broke what the white-box attack
 | suite      | attacks (full defaults)                                                  | quick (CPU) setting         |
 | ---------- | ------------------------------------------------------------------------ | --------------------------- |
 | standard   | APGD-CE 100 steps; APGD-T (DLR) 100 steps x 9 targets; Square 5000 q.    | 20 steps, 3 targets, 500 q. |
-| rand       | APGD-CE and APGD-DLR 100 steps, EOT over k=20 draws                      | 20 steps, k=20              |
+| rand       | APGD-CE and APGD-DLR 100 steps, EOT over k=20 draws; Square 5000 q.      | 20 steps, k=20, 500 q.      |
 
 The defaults follow AutoAttack's "standard" and "rand" versions (Croce & Hein 2020): one restart each, Square
-with p_init=0.8.
+with p_init=0.8. Unlike AutoAttack's "rand", ours ends with Square (each query's loss averaged over the same k
+draws): a randomized model is where gradient masking is most likely, so the gradient-free check must run there too.
 """
 
 from __future__ import annotations
@@ -67,15 +68,15 @@ def build_suite(
         suite = {
             "apgd-ce": AttackSpec("APGD", {**common, "loss": "ce"}),
             "apgd-t": AttackSpec("APGDT", {**common, "n_target_classes": targets}),
-            "square": AttackSpec("Square", {"norm": norm, "eot": k, "n_queries": 500 if quick else 5000, "p_init": 0.8,
-                                            "restarts": 1}, kind="gradient-free"),
         }
         if num_classes < 4:  # targeted DLR needs 4 classes; untargeted DLR needs 3
             suite.pop("apgd-t")
-        return suite
-    suite = {"apgd-ce": AttackSpec("APGD", {**common, "loss": "ce"})}
-    if num_classes >= 3:
-        suite["apgd-dlr"] = AttackSpec("APGD", {**common, "loss": "dlr"})
+    else:
+        suite = {"apgd-ce": AttackSpec("APGD", {**common, "loss": "ce"})}
+        if num_classes >= 3:
+            suite["apgd-dlr"] = AttackSpec("APGD", {**common, "loss": "dlr"})
+    suite["square"] = AttackSpec("Square", {"norm": norm, "eot": k, "n_queries": 500 if quick else 5000,
+                                            "p_init": 0.8, "restarts": 1}, kind="gradient-free")
     return suite
 
 
