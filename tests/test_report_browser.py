@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gradguard.report.browser import find_chromium, ink_fraction, screenshot
+from _browser import find_chromium, ink_fraction, screenshot
 from gradguard.report.document import Document, Heading, Image, Table
 from gradguard.report.plots import line_plot
 

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gradguard.attacks import eval_mode
+
 __all__ = [
     "REGULARIZERS",
     "unit_directions",
@@ -192,21 +194,6 @@ def _isotropic_mrl(n: int, d: int) -> float:
     return math.sqrt(1.0 / n)
 
 
-def _eval_mode(model: nn.Module) -> tuple[bool, list[bool]]:
-    state = (model.training, [p.requires_grad for p in model.parameters()])
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return state
-
-
-def _restore(model: nn.Module, state: tuple[bool, list[bool]]) -> None:
-    training, flags = state
-    model.train(training)
-    for p, f in zip(model.parameters(), flags, strict=True):
-        p.requires_grad_(f)
-
-
 def gradient_statistics(
     model: nn.Module,
     x: Tensor,
@@ -229,12 +216,11 @@ def gradient_statistics(
     if ks and ks[0] < 1:
         raise ValueError(f"ks must be >= 1, got {ks}")
     k_max = ks[-1] if ks else 0
-    state = _eval_mode(model)
     sums = {"mrl": 0.0, "kappa": 0.0, "cos": 0.0}
     eot_sums = dict.fromkeys(ks, 0.0)
     count = 0
     dim = x[0].numel()
-    try:
+    with eval_mode(model):
         for start in range(0, x.shape[0], batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             g, _, _ = draw_gradients(model, xb, yb, n_draws, loss_fn=loss_fn)
@@ -251,8 +237,6 @@ def gradient_statistics(
                     eot_u = eot / _safe_norm(eot, keepdim=True)
                     eot_sums[k] += (fresh * eot_u).sum(-1).mean(1).sum().item()
             count += xb.shape[0]
-    finally:
-        _restore(model, state)
     return GradientStatistics(
         n_inputs=count,
         n_draws=n_draws,

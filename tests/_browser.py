@@ -1,4 +1,4 @@
-"""Render a report page in headless Chromium and judge whether a person would see anything on it."""
+"""Test tooling: render a report page in headless Chromium and judge whether a person would see anything on it."""
 
 from __future__ import annotations
 
