@@ -6,7 +6,7 @@ The model must carry Bayesian layers (`gradguard.models.randomize(model, "bayes"
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,8 +32,7 @@ class AdvBNNRecipe(Recipe):
         kl_weight: float = Field(1.0, ge=0.0, description="1.0 is the true ELBO; Adv-BNN tunes it")
         n_train: int = Field(60000, ge=1, description="training-set size dividing the KL")
 
-    def __init__(self, config: AdvBNNRecipe.Config | None = None) -> None:
-        self.config = config or self.Config()
+    config: Config  # set by Recipe.__init__ (validated settings; defaults when none are given)
 
     def step(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> StepOutput:
         cfg = self.config
@@ -50,6 +49,3 @@ class AdvBNNRecipe(Recipe):
             logits=report.detach(),
             logs={"ce": ce.item(), "kl_term": float(kl.detach())},
         )
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, **self.config.model_dump()}

@@ -7,7 +7,7 @@ per input), the per-draw input gradients are taken with `create_graph=True`, and
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -79,8 +79,7 @@ class GradDivRecipe(Recipe):
         kl_weight: float = Field(1.0, ge=0.0, description="ELBO bases: weight of KL / n_train")
         n_train: int = Field(60000, ge=1, description="ELBO bases: training-set size dividing the KL")
 
-    def __init__(self, config: GradDivRecipe.Config | None = None) -> None:
-        self.config = config or self.Config()
+    config: Config  # set by Recipe.__init__ (validated settings; defaults when none are given)
 
     def wrap(self, model: nn.Module) -> nn.Module:
         from gradguard.models import is_randomized
@@ -124,6 +123,3 @@ class GradDivRecipe(Recipe):
         with torch.no_grad():
             logs["graddiv_mrl"] = mean_resultant_length(unit_directions(grads.detach())).mean().item()
         return StepOutput(loss=total, logits=report_logits.detach(), logs=logs)
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, **self.config.model_dump()}
