@@ -50,6 +50,8 @@ METHODS: dict[str, tuple[str, float, list[str]]] = {
         "train.recipe_args.refine_steps=1"]),
     "sgn_refine_long": ("SGN variant: + 1 refinement step, 0.6 epoch (about PGD-10's passes)", 0.6, [
         "train.recipe_args.refine_steps=1"]),
+    "sgn_sign_refine": ("SGN ablation: sign response + 1 refinement step", 0.24, [
+        'train.recipe_args.response="sign"', "train.recipe_args.refine_steps=1"]),
     "sgn_alt": ("SGN variant: alternating ascent (Adam 1e-3)", 0.4, ['train.recipe_args.adversary="alternating"']),
 }
 VALS_PER_RUN = 5  # robust validations per run (val_every = epochs / VALS_PER_RUN)
