@@ -19,11 +19,13 @@ __all__ = ["pgd_maximize"]
 
 
 def pgd_maximize(model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel, *, steps: int, alpha: float,
-                 random_start: bool, generator: torch.Generator, loss: str = "ce") -> Tensor:
-    """`steps` signed (linf) or normalized (l2) ascent steps of size `alpha` on `loss`, projected; the final point."""
+                 random_start: bool, generator: torch.Generator, loss: str = "ce", eot: int = 1) -> Tensor:
+    """`steps` signed (linf) or normalized (l2) ascent steps of size `alpha` on `loss`, projected; the final point.
+
+    `eot` > 1 averages each gradient over that many draws of a randomized model (one batched pass)."""
     x = x.detach()
     x_adv = threat.random_init(x, generator) if random_start else x.clone()
     for _ in range(steps):
-        grad, _ = input_gradient(model, x_adv, y, loss)
+        grad, _ = input_gradient(model, x_adv, y, loss, eot=eot)
         x_adv = threat.project(threat.step(x_adv, grad, alpha), x)
     return x_adv.detach()

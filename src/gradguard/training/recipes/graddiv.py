@@ -33,23 +33,31 @@ def ramp(weight: float, progress: float, warmup: float) -> float:
 def craft_pgd(
     model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext, *, steps: int, alpha: float | None, eot: int
 ) -> Tensor:
-    """Training-time PGD in the step's threat model (alpha defaults to 2.5 eps / steps), randomness from ctx."""
-    from gradguard.attacks import PGD
+    """Training-time PGD in the step's threat model (alpha defaults to 2.5 eps / steps), randomness from ctx.
+
+    Every sample is attacked for all `steps` and the last iterate returned (`training.craft.pgd_maximize`), as
+    PGD-AT does; the evaluation `attacks.PGD` would leave samples misclassified at their clean point untouched
+    (early in training, almost all of them). Crafted in eval mode with frozen parameters, restored afterwards.
+    """
+    from gradguard.attacks import eval_mode
+    from gradguard.training.craft import pgd_maximize
 
     eps = ctx.threat.eps
     if eps <= 0:
         return x
-    attack = PGD(
-        eps=eps,
-        norm=ctx.threat.norm,
-        steps=steps,
-        alpha=alpha if alpha is not None else 2.5 * eps / steps,
-        random_start=True,
-        eot=eot,
-        early_stop=False,  # train on the full-budget point, as PGD-AT does
-        generator=ctx.generator,
-    )
-    return attack(model, x, y).detach()
+    with eval_mode(model):
+        x_adv = pgd_maximize(
+            model,
+            x,
+            y,
+            ctx.threat,
+            steps=steps,
+            alpha=alpha if alpha is not None else 2.5 * eps / steps,
+            random_start=True,
+            generator=ctx.generator,
+            eot=eot,
+        )
+    return x_adv.detach()
 
 
 def elbo_kl(model: nn.Module, kl_weight: float, n_train: int) -> Tensor:
