@@ -64,9 +64,10 @@ class APGD(Attack):
     def _perturb(self, model: Model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         loss_fn = get_loss(self.loss, targeted=self.targeted)
         lt = target if self.targeted else None
-        scores, loss0 = self._scores_loss(model, x, y, loss_fn, lt)
         best = _Best(x)
-        best.merge(torch.arange(x.shape[0], device=x.device), x, loss0, self._success(scores, y, target), True)
+        if self.eot == 1:  # with EOT the clean check is noisy: the clean point is no candidate (see _to_attack)
+            scores, loss0 = self._scores_loss(model, x, y, loss_fn, lt)
+            best.merge(torch.arange(x.shape[0], device=x.device), x, loss0, self._success(scores, y, target), True)
         for _ in range(self.restarts):
             if not self._run(model, x, y, loss_fn, lt, target, best):
                 break
@@ -86,7 +87,7 @@ class APGD(Attack):
     ) -> bool:
         """One APGD run on the still-robust points (or `idx`); merges into `best`. False if none was left."""
         if idx is None:
-            idx = (~best.ok).nonzero().squeeze(1)
+            idx = self._to_attack(best.ok)
         if idx.numel() == 0:
             return False
         threat = self.threat

@@ -215,3 +215,14 @@ class Attack:
     def _success(self, scores: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         """Untargeted: prediction left `y`; targeted (user-given `target`): prediction reached it."""
         return success(scores, y, target if self.targeted else None)
+
+    def _to_attack(self, done: Tensor) -> Tensor:
+        """Indices of the samples a (re)start must attack.
+
+        With one draw (`eot == 1`) a point already misclassified needs no work. With EOT the success check is itself
+        a noisy k-draw estimate: a point it calls fooled may still be classified correctly by the evaluator's m-draw
+        prediction, so every point is attacked and the best point per sample decides.
+        """
+        if self.eot > 1:
+            return torch.arange(done.shape[0], device=done.device)
+        return (~done).nonzero().squeeze(1)

@@ -97,11 +97,12 @@ class PGD(Attack):
         loss_fn = self._loss_fn()
         alpha = self._step_size()
         first = self.early_stop
-        scores, loss0 = self._scores_loss(model, x, y, loss_fn, target if self.targeted else None)
         best = _Best(x)
-        best.merge(torch.arange(x.shape[0], device=x.device), x, loss0, self._success(scores, y, target), first)
+        if self.eot == 1:  # with EOT the clean check is noisy: the clean point is no candidate (see _to_attack)
+            scores, loss0 = self._scores_loss(model, x, y, loss_fn, target if self.targeted else None)
+            best.merge(torch.arange(x.shape[0], device=x.device), x, loss0, self._success(scores, y, target), first)
         for r in range(self.restarts):
-            idx = (~best.ok).nonzero().squeeze(1)
+            idx = self._to_attack(best.ok)
             if idx.numel() == 0:
                 break
             x0, y0 = x[idx], y[idx]

@@ -99,11 +99,15 @@ class Square(Attack):
             raise ValueError(f"Square needs image batches (N, C, H, W), got shape {tuple(x.shape)}")
         loss_fn = get_loss(self.loss, targeted=self.targeted)
         lt = target if self.targeted else None
-        sc, loss = self._scores_loss(model, x, y, loss_fn, lt)
-        out, out_ok = x.clone(), self._success(sc, y, target)
-        out_loss = loss
+        out = x.clone()
+        if self.eot == 1:
+            sc, out_loss = self._scores_loss(model, x, y, loss_fn, lt)
+            out_ok = self._success(sc, y, target)
+        else:  # with EOT the clean check is noisy: the clean point is no candidate (see _to_attack)
+            out_ok = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+            out_loss = torch.full((x.shape[0],), float("-inf"), device=x.device, dtype=x.dtype)
         for _ in range(self.restarts):
-            idx = (~out_ok).nonzero().squeeze(1)
+            idx = self._to_attack(out_ok)
             if idx.numel() == 0:
                 break
             t = None if target is None else target[idx]
