@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from gradguard.training.craft import pgd_maximize
-from gradguard.training.modes import BNMode, crafting_mode
+from gradguard.training.modes import BNMode
 from gradguard.training.recipe import Recipe, StepContext, StepOutput
+from gradguard.training.recipes.pgd_at import adversarial_ce_step
 
 __all__ = ["FastATRecipe", "FastATConfig"]
 
@@ -37,12 +36,5 @@ class FastATRecipe(Recipe):
 
     def step(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> StepOutput:
         c = self.config
-        eps = ctx.threat.eps
-        x_adv = x
-        if eps > 0:
-            with crafting_mode(model, c.bn_mode):
-                x_adv = pgd_maximize(model, x, y, ctx.threat, steps=1, alpha=c.alpha_ratio * eps,
-                                     random_start=c.random_start, generator=ctx.generator)
-        logits = model(x_adv)
-        loss = F.cross_entropy(logits, y)
-        return StepOutput(loss=loss, logits=logits)
+        return adversarial_ce_step(model, x, y, ctx, steps=1, alpha=c.alpha_ratio * ctx.threat.eps,
+                                   random_start=c.random_start, bn_mode=c.bn_mode)

@@ -41,13 +41,20 @@ class PGDATRecipe(Recipe):
 
     def step(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> StepOutput:
         c = self.config
-        eps = ctx.threat.eps
-        x_adv = x
-        if eps > 0:
-            alpha = c.alpha if c.alpha is not None else c.alpha_ratio * eps
-            with crafting_mode(model, c.bn_mode):
-                x_adv = pgd_maximize(model, x, y, ctx.threat, steps=c.steps, alpha=alpha,
-                                     random_start=c.random_start, generator=ctx.generator)
-        logits = model(x_adv)
-        loss = F.cross_entropy(logits, y)
-        return StepOutput(loss=loss, logits=logits)
+        alpha = c.alpha if c.alpha is not None else c.alpha_ratio * ctx.threat.eps
+        return adversarial_ce_step(model, x, y, ctx, steps=c.steps, alpha=alpha, random_start=c.random_start,
+                                   bn_mode=c.bn_mode)
+
+
+def adversarial_ce_step(
+    model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext, *, steps: int, alpha: float, random_start: bool,
+    bn_mode: BNMode,
+) -> StepOutput:
+    """Cross-entropy on PGD examples crafted with `steps` steps of size `alpha` (Fast-AT is the one-step case)."""
+    x_adv = x
+    if ctx.threat.eps > 0:
+        with crafting_mode(model, bn_mode):
+            x_adv = pgd_maximize(model, x, y, ctx.threat, steps=steps, alpha=alpha, random_start=random_start,
+                                 generator=ctx.generator)
+    logits = model(x_adv)
+    return StepOutput(loss=F.cross_entropy(logits, y), logits=logits)

@@ -70,9 +70,10 @@ class SGNRecipe(Recipe):
 
     name: ClassVar[str] = "sgn"
     Config = SGNConfig
+    config: SGNConfig  # set by Recipe.__init__
 
     def __init__(self, config: SGNConfig | None = None) -> None:
-        self.config = config or SGNConfig()
+        super().__init__(config)
         self._optimizer: torch.optim.Adam | None = None
         self._pending_state: dict[str, Tensor] | None = None
 
@@ -235,9 +236,6 @@ class SGNRecipe(Recipe):
         else:
             n = len(self._optimizer.param_groups[0]["params"])
             self._optimizer.load_state_dict(_unflatten_adam(state, n, self._optimizer))
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, **self.config.model_dump()}
 
 
 def _flatten_adam(opt: torch.optim.Adam) -> dict[str, Tensor]:
