@@ -48,9 +48,11 @@ class APGD(Attack):
         chunk_size: int | None = None,
         seed: int | None = 0,
         generator: torch.Generator | None = None,
+        channels_last: bool | None = None,
     ) -> None:
         super().__init__(
-            eps=eps, norm=norm, targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator
+            eps=eps, norm=norm, targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator,
+            channels_last=channels_last,
         )
         if steps < 1 or restarts < 1:
             raise ValueError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")

@@ -19,7 +19,7 @@ from gradguard.gradients import forward_scores, input_gradient
 from gradguard.losses import LossFn, success
 from gradguard.threat import ThreatModel, threat_model
 
-__all__ = ["Attack", "eval_mode", "Model"]
+__all__ = ["Attack", "eval_mode", "channels_last_layout", "Model"]
 
 Model = nn.Module | Callable[[Tensor], Tensor]
 
@@ -47,6 +47,40 @@ def eval_mode(model: Model, *, freeze: bool = True) -> Iterator[Model]:
             m.training = training
         for p, flag in flags:
             p.requires_grad_(flag)
+
+
+def wants_channels_last(model: Model, x: Tensor) -> bool:
+    """The automatic choice: a conv net attacked on CPU with image batches."""
+    return (
+        isinstance(model, nn.Module)
+        and x.dim() == 4
+        and x.device.type == "cpu"
+        and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    )
+
+
+@contextmanager
+def channels_last_layout(model: Model, enabled: bool = True) -> Iterator[Model]:
+    """Hold the model's 4-D parameters in channels-last layout for the duration; restore the caller's tensors.
+
+    On CPU, oneDNN convolutions and max-pooling in this layout skip a reorder on every call: a forward+backward of
+    the zoo's small MNIST CNNs runs 20-30% faster (docs/attacks.md), a BatchNorm ResNet neither gains nor loses.
+    Only each parameter's ``.data`` is swapped, and swapped back on exit, so the parameter objects (and whatever
+    holds them: optimizers, hooks) are untouched and the values are bit-identical afterwards.
+    """
+    if not enabled or not isinstance(model, nn.Module):
+        yield model
+        return
+    saved: list[tuple[nn.Parameter, Tensor]] = []
+    try:
+        for p in model.parameters():
+            if p.dim() == 4 and not p.is_contiguous(memory_format=torch.channels_last):
+                saved.append((p, p.data))
+                p.data = p.data.contiguous(memory_format=torch.channels_last)
+        yield model
+    finally:
+        for p, data in saved:
+            p.data = data
 
 
 def _bshape(v: Tensor, like: Tensor) -> Tensor:
@@ -78,6 +112,7 @@ class Attack:
         chunk_size: int | None = None,
         seed: int | None = 0,
         generator: torch.Generator | None = None,
+        channels_last: bool | None = None,
     ) -> None:
         if int(eot) < 1:
             raise ValueError(f"eot must be >= 1, got {eot}")
@@ -90,6 +125,7 @@ class Attack:
         self.chunk_size = chunk_size
         self.seed = seed
         self.generator = generator
+        self.channels_last = channels_last
         self.last_grad_evals = 0
         self.last_forward_evals = 0
         self.last_wall_s = 0.0
@@ -121,7 +157,7 @@ class Attack:
         y = y.detach()
         target = None if target is None else target.detach()
         try:
-            with eval_mode(model):
+            with eval_mode(model), channels_last_layout(model, self._use_channels_last(model, x)):
                 if x.shape[0] == 0:
                     return x.clone()
                 x_adv = self._perturb(model, x, y, target)
@@ -170,6 +206,9 @@ class Attack:
     def _picks_targets(self) -> bool:
         """True for attacks that choose their own target classes (APGD-T)."""
         return False
+
+    def _use_channels_last(self, model: Model, x: Tensor) -> bool:
+        return wants_channels_last(model, x) if self.channels_last is None else bool(self.channels_last)
 
     def _make_generator(self, device: torch.device) -> torch.Generator:
         if self.generator is not None:

@@ -40,12 +40,14 @@ class CWL2(Attack):
         chunk_size: int | None = None,
         seed: int | None = 0,
         generator: torch.Generator | None = None,
+        channels_last: bool | None = None,
         norm: str = "l2",
     ) -> None:
         if norm != "l2":
             raise ValueError("CWL2 works in the L2 norm only (use CWLinf for L-inf)")
         super().__init__(
-            eps=eps, norm="l2", targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator
+            eps=eps, norm="l2", targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator,
+            channels_last=channels_last,
         )
         if steps < 1 or binary_steps < 1 or c <= 0 or kappa < 0:
             raise ValueError(

@@ -27,9 +27,11 @@ class FGSM(Attack):
         chunk_size: int | None = None,
         seed: int | None = 0,
         generator: torch.Generator | None = None,
+        channels_last: bool | None = None,
     ) -> None:
         super().__init__(
-            eps=eps, norm=norm, targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator
+            eps=eps, norm=norm, targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator,
+            channels_last=channels_last,
         )
         self.loss = loss
 

@@ -77,9 +77,11 @@ class Square(Attack):
         chunk_size: int | None = None,
         seed: int | None = 0,
         generator: torch.Generator | None = None,
+        channels_last: bool | None = None,
     ) -> None:
         super().__init__(
-            eps=eps, norm=norm, targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator
+            eps=eps, norm=norm, targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator,
+            channels_last=channels_last,
         )
         if n_queries < 1 or restarts < 1 or not 0 < p_init <= 1:
             raise ValueError(
