@@ -68,15 +68,16 @@ def robust_accuracy(model: nn.Module, eps: float) -> float:
 
 @pytest.mark.slow  # about 10 s on an idle 2-core machine; much more when the cores are shared
 def test_sgn_beats_standard_training_under_pgd_at_equal_passes():
-    """Seed 0 of a check made on seeds 0-2 (PGD-20 accuracy, eps 0.1 on 8x8 digits, 397 test images): standard
-    training 0.51 / 0.52 / 0.57 with 20 epochs; SGN 0.73 / 0.76 / 0.72 with 10 epochs (2 forward+backward passes per
-    batch, so the same number of passes)."""
+    """Seed 0 of a check made on seeds 0-2 (PGD-20 accuracy, eps 0.1 on 8x8 digits, 397 test images), with the
+    recipe's defaults (one refinement step: 3 forward+backward passes per batch): standard training 0.52 / 0.56 /
+    0.55 with 21 epochs; SGN 0.71 / 0.72 / 0.73 with 7 epochs, the same number of passes. (Without refinement,
+    2 passes per batch, 10 epochs against 20: SGN 0.73 / 0.76 / 0.72, standard 0.51 / 0.52 / 0.57.)"""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny convolutions: one thread is as fast and does not fight other processes
     try:
         eps = 0.1
-        std = robust_accuracy(train("standard", epochs=20, eps=eps, seed=0), eps)
-        sgn = robust_accuracy(train("sgn", epochs=10, eps=eps, seed=0), eps)
+        std = robust_accuracy(train("standard", epochs=21, eps=eps, seed=0), eps)
+        sgn = robust_accuracy(train("sgn", epochs=7, eps=eps, seed=0), eps)
     finally:
         torch.set_num_threads(threads)
     assert sgn >= std + 0.1, (std, sgn)
