@@ -10,6 +10,8 @@ images, so a gain cannot come from masking.
     python benchmarks/sgn_convergence.py launch --root runs/sgn-bench --only sgn pgd10
     python benchmarks/sgn_convergence.py extra  --root runs/sgn-bench                # PGD-40 + CW-Linf on test
     python benchmarks/sgn_convergence.py table  --root runs/sgn-bench [--md out.md] [--png curves.png]
+    python benchmarks/sgn_convergence.py launch --root runs/sgn-bench-seed1 --seed 1 --jobs 1   # another seed
+    python benchmarks/sgn_convergence.py seeds runs/sgn-bench runs/sgn-bench-seed1 runs/sgn-bench-seed2
 
 `table` regenerates everything in docs/sgn.md from the run directories alone.
 """
@@ -58,17 +60,19 @@ VALS_PER_RUN = 5  # robust validations per run (val_every = epochs / VALS_PER_RU
 HEADLINE_REFS = ("pgd10", "pgd40")
 
 
-def _cmd(name: str, root: Path, epochs: float | None) -> list[str]:
+def _cmd(name: str, root: Path, epochs: float | None, seed: int | None = None) -> list[str]:
     _, default_epochs, overrides = METHODS[name]
     ep = epochs if epochs is not None else default_epochs
     sets = [f"train.epochs={ep}", f"train.val_every={ep / VALS_PER_RUN:.4f}", f"name=\"sgn-bench-{name}\""]
+    if seed is not None:
+        sets.append(f"seed={seed}")
     args = [GRADGUARD, "run", str(BASE), "--out", str(root / name)]
     for o in overrides + sets:
         args += ["--set", o]
     return args
 
 
-def launch(root: Path, names: list[str], jobs: int, epochs: float | None) -> None:
+def launch(root: Path, names: list[str], jobs: int, epochs: float | None, seed: int | None = None) -> None:
     """Run `gradguard run` for each method, `jobs` at a time, logs next to the run directories."""
     root.mkdir(parents=True, exist_ok=True)
     pending, running = list(names), []
@@ -76,7 +80,7 @@ def launch(root: Path, names: list[str], jobs: int, epochs: float | None) -> Non
         while pending and len(running) < jobs:
             name = pending.pop(0)
             log = open(root / f"{name}.log", "w")  # noqa: SIM115 - closed when the process ends
-            cmd = _cmd(name, root, epochs)
+            cmd = _cmd(name, root, epochs, seed)
             (root / f"{name}.cmd").write_text(" ".join(cmd) + "\n")
             running.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT), log))
             print(f"started {name}", flush=True)
@@ -210,6 +214,53 @@ def table(root: Path, md: Path | None, png: Path | None) -> str:
     return text
 
 
+def _headline(root: Path, name: str, ref: str = "pgd10") -> dict[str, float | None]:
+    """Wall-time and passes ratios (ref's time to its final val accuracy / name's time to it); None if never."""
+    rv, sv = _vals(root / ref), _vals(root / name)
+    if not rv or not sv:
+        return {"wall": None, "passes": None}
+    target = rv[-1]["val_robust_acc"]
+    t_s, p_s = first_reach(sv, target), first_reach(sv, target, "fb_passes")
+    if t_s is None or p_s is None or t_s <= 0:
+        return {"wall": None, "passes": None}
+    t_ref, p_ref = first_reach(rv, target), first_reach(rv, target, "fb_passes")
+    return {"wall": t_ref / t_s, "passes": p_ref / p_s}  # type: ignore[operator]
+
+
+def seeds_table(roots: list[Path], md: Path | None) -> str:
+    """Mean (min-max) over seed roots of every method's accuracies, and the headline ratio per seed."""
+    import statistics
+
+    def agg(values: list[float | None]) -> str:
+        vs = [v for v in values if v is not None]
+        if not vs:
+            return "—"
+        return f"{statistics.mean(vs):.3f} ({min(vs):.3f}-{max(vs):.3f})" if len(vs) > 1 else f"{vs[0]:.3f}"
+
+    names = [n for n in METHODS if any((r / n / "metrics.jsonl").exists() for r in roots)]
+    lines = [f"Seed roots: {', '.join(f'`{r}`' for r in roots)}. Mean (min-max) over the seeds that ran.", "",
+             "| run | seeds | final val PGD-40 | test clean | test PGD-40 | test CW-Linf | suite worst case "
+             "| reaches PGD-AT-10's final val acc: wall ratio / passes ratio, per seed |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for name in names:
+        runs = [r for r in roots if _vals(r / name)]
+        ex = [json.loads(p.read_text()) if (p := r / name / "extra_eval.json").exists() else {} for r in runs]
+        cw = [next((v for k, v in e.items() if k.startswith("cw_linf") and not k.endswith("wall_s")), None)
+              for e in ex]
+        heads = []
+        for r in runs:
+            h = _headline(r, name) if name != "pgd10" else {"wall": 1.0, "passes": 1.0}
+            heads.append("never" if h["wall"] is None else f"{h['wall']:.1f}x / {h['passes']:.1f}x")
+        lines.append(
+            f"| {METHODS[name][0]} | {len(runs)} | {agg([_vals(r / name)[-1]['val_robust_acc'] for r in runs])} "
+            f"| {agg([e.get('clean') for e in ex])} | {agg([e.get('pgd40') for e in ex])} | {agg(cw)} "
+            f"| {agg([_suite(r / name).get('worst') for r in runs])} | {'; '.join(heads)} |")
+    text = "\n".join(lines)
+    if md:
+        md.write_text(text + "\n")
+    return text
+
+
 def _plot(runs: dict[str, Path], png: Path) -> None:
     import matplotlib
 
@@ -243,6 +294,7 @@ def main() -> int:
     a.add_argument("--only", nargs="*", default=list(METHODS), choices=list(METHODS))
     a.add_argument("--jobs", type=int, default=2)
     a.add_argument("--epochs", type=float, default=None, help="override every method's budget (quick trials)")
+    a.add_argument("--seed", type=int, default=None, help="override the config's seed (one root per seed)")
     e = sub.add_parser("extra")
     e.add_argument("--root", type=Path, default=ROOT / "runs" / "sgn-bench")
     e.add_argument("--only", nargs="*", default=list(METHODS), choices=list(METHODS))
@@ -252,9 +304,14 @@ def main() -> int:
     t.add_argument("--root", type=Path, default=ROOT / "runs" / "sgn-bench")
     t.add_argument("--md", type=Path)
     t.add_argument("--png", type=Path)
+    m = sub.add_parser("seeds", help="mean and spread over several seed roots")
+    m.add_argument("roots", nargs="+", type=Path)
+    m.add_argument("--md", type=Path)
     args = p.parse_args()
     if args.cmd == "launch":
-        launch(args.root, args.only, args.jobs, args.epochs)
+        launch(args.root, args.only, args.jobs, args.epochs, args.seed)
+    elif args.cmd == "seeds":
+        print(seeds_table(args.roots, args.md))
     elif args.cmd == "extra":
         extra(args.root, args.only, args.n, args.cw_steps)
     else:
