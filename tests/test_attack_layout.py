@@ -35,6 +35,11 @@ def test_layout_swaps_only_data_and_restores_the_callers_tensors():
     with channels_last_layout(model):
         conv_weights = [p for p in params if p.dim() == 4]
         assert conv_weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights)
+        # The one-input-channel first conv counts as channels-last either way; it must get the canonical strides
+        # (else its output stays NCHW and the next layer pays a reorder on every call).
+        first = model[0].weight
+        assert first.stride() == torch.empty_like(first, memory_format=torch.channels_last).stride()
+        assert first.stride() != before[0][1]
         assert list(model.parameters()) == params == opt.param_groups[0]["params"]
     for p, (ptr, stride, value) in zip(params, before, strict=True):
         assert p.data_ptr() == ptr and p.data.stride() == stride

@@ -74,9 +74,16 @@ def channels_last_layout(model: Model, enabled: bool = True) -> Iterator[Model]:
     saved: list[tuple[nn.Parameter, Tensor]] = []
     try:
         for p in model.parameters():
-            if p.dim() == 4 and not p.is_contiguous(memory_format=torch.channels_last):
-                saved.append((p, p.data))
-                p.data = p.data.contiguous(memory_format=torch.channels_last)
+            if p.dim() != 4:
+                continue
+            # empty_like gives the canonical channels-last strides. `contiguous(memory_format=...)` would leave a
+            # one-input-channel weight (the first conv on grey images) as it is, since it already counts as
+            # channels-last; its output would then stay NCHW and every later layer would pay a reorder.
+            cl = torch.empty_like(p.data, memory_format=torch.channels_last)
+            if cl.stride() == p.data.stride():
+                continue
+            saved.append((p, p.data))
+            p.data = cl.copy_(p.data)
         yield model
     finally:
         for p, data in saved:
