@@ -198,10 +198,20 @@ def test_crafting_mode_is_a_setting_and_is_restored(bn_mode: str) -> None:
     assert seen[2] == (True, True) and model.training and model.fc.weight.requires_grad
 
 
-def test_gpu_options_warn_and_do_nothing_on_cpu(tmp_path: Path) -> None:
+def test_amp_warns_on_cpu_and_channels_last_trains_the_same_net(tmp_path: Path) -> None:
+    from gradguard.checkpoint import load_model
+
     with pytest.warns(UserWarning, match="GPU only"):
-        summary, _ = run(tmp_path, amp=True, channels_last=True)
+        summary, _ = run(tmp_path, "amp", amp=True)
     assert summary["done"]
+    _, plain_dir = run(tmp_path, "plain")
+    _, cl_dir = run(tmp_path, "cl", channels_last=True)
+    plain, cl = load_model(plain_dir / "model.safetensors"), load_model(cl_dir / "model.safetensors")
+    x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        # Same seed, same batches: only the convolutions' float rounding differs between the layouts.
+        torch.testing.assert_close(cl(x), plain(x), rtol=1e-3, atol=1e-4)
+    assert all(p.is_contiguous() for p in cl.parameters())  # exported in the ordinary layout
 
 
 def test_cli_train_overrides_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

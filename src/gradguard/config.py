@@ -86,7 +86,7 @@ class TrainConfig(_Strict):
     eps_rampup_epochs: float = Field(0, ge=0)  # eps grows linearly from 0 over this many epochs
     grad_clip: float = Field(0, ge=0)  # max global gradient norm; 0 = off
     amp: bool = False  # bf16 autocast (GPU only; ignored with a warning on CPU)
-    channels_last: bool = False  # GPU only; ignored with a warning on CPU
+    channels_last: bool = False  # conv nets in channels-last layout (GPU and CPU)
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"
     threads: int = Field(0, ge=0)  # torch.set_num_threads for the run; 0 = leave as is
     val_every: float = Field(1, gt=0)  # epochs between robust validations (fractions allowed)
