@@ -35,6 +35,18 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "advbnn": ("configs/graddiv-mnist-advbnn.toml", {"lam": 0.0}),
     "advbnn-mrl": ("configs/graddiv-mnist-advbnn.toml", {"regularizer": "mrl", "lam": 1.0}),
     "advbnn-cos": ("configs/graddiv-mnist-advbnn.toml", {"regularizer": "cos", "lam": 1.0}),
+    # Session 2: Adv-BNN + GradDiv did not train at lam 1; smaller weights, and the term on clean inputs.
+    "advbnn-mrl-lam0.1": ("configs/graddiv-mnist-advbnn.toml", {"regularizer": "mrl", "lam": 0.1}),
+    "advbnn-mrl-lam0.3": ("configs/graddiv-mnist-advbnn.toml", {"regularizer": "mrl", "lam": 0.3}),
+    "advbnn-kappa": ("configs/graddiv-mnist-advbnn.toml", {"regularizer": "kappa", "lam": 1e-3}),
+    "advbnn-det": ("configs/graddiv-mnist-advbnn.toml", {"regularizer": "det", "lam": 0.1}),
+    "advbnn-mrl-warmup": ("configs/graddiv-mnist-advbnn.toml", {"regularizer": "mrl", "lam": 1.0, "warmup": 0.5}),
+    "advbnn-mrl-clean": ("configs/graddiv-mnist-advbnn.toml",
+                         {"regularizer": "mrl", "lam": 1.0, "graddiv_on": "clean"}),
+    # Noise injection on top of PGD adversarial training (PGD-5 on one draw), without and with GradDiv.
+    "rse-at": ("configs/graddiv-mnist-rse.toml", {"base": "pgd_at", "pgd_steps": 5, "lam": 0.0}),
+    "rse-at-mrl": ("configs/graddiv-mnist-rse.toml",
+                   {"base": "pgd_at", "pgd_steps": 5, "regularizer": "mrl", "lam": 1.0}),
 }
 DEFAULT_ORDER = ["plain", "rse", "rse-mrl", "rse-cos", "advbnn", "advbnn-mrl", "advbnn-cos"]
 
