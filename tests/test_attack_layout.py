@@ -3,6 +3,7 @@ caller's parameter tensors handed back exactly as they were."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -85,3 +86,69 @@ def test_attack_uses_the_layout_by_default_and_can_be_told_not_to():
     assert a.is_contiguous() and a.shape == x.shape
     assert (a - x).abs().max() <= 0.1 + 1e-6 and (b - x).abs().max() <= 0.1 + 1e-6
     assert all(p.is_contiguous() for p in model.parameters())
+
+
+class ViewFlattenNet(nn.Module):
+    """Flattens a multi-channel feature map with `.view`, which needs NCHW-contiguous activations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4 * 6 * 6, 10)
+
+    def forward(self, x):
+        h = self.conv(x).relu()
+        return self.fc(h.view(h.shape[0], -1))
+
+
+def test_automatic_layout_falls_back_for_models_that_need_nchw():
+    model = ViewFlattenNet().eval()
+    x = torch.rand(6, 3, 8, 8)
+    y = model(x).argmax(1)
+    with channels_last_layout(model), torch.no_grad():
+        try:
+            model(x)
+        except RuntimeError:
+            pass
+        else:  # pragma: no cover - the premise of the test
+            raise AssertionError("expected this model to fail in channels-last layout")
+    with pytest.warns(UserWarning, match="own layout"):
+        auto = PGD(eps=0.1, steps=3, early_stop=False)(model, x, y)
+    forced_off = PGD(eps=0.1, steps=3, early_stop=False, channels_last=False)(model, x, y)
+    assert torch.equal(auto, forced_off)  # same seed, started over: the same attack
+    with pytest.raises(RuntimeError):  # asked for explicitly: no silent fallback
+        PGD(eps=0.1, steps=3, channels_last=True)(model, x, y)
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_three_channel_activations_run_channels_last_and_results_keep_the_input_layout():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+    model.eval()
+    seen: list[bool] = []
+    model[2].register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last) and args[0].shape[1] > 1
+                                    and not args[0].is_contiguous())
+    )
+    x = torch.rand(5, 3, 8, 8)
+    y = model(x).argmax(1)
+    seen.clear()
+    x_adv = PGD(eps=0.1, steps=2, early_stop=False)(model, x, y)
+    assert seen and all(seen)  # the activations really flowed in channels-last layout
+    assert x_adv.stride() == x.stride()
+
+
+def test_bpda_respects_the_inner_attacks_layout_choice():
+    from gradguard.attacks import BPDA
+
+    model = conv_net()
+    seen: list[bool] = []
+    model[3].register_forward_pre_hook(
+        lambda m, args: seen.append(m.weight.is_contiguous(memory_format=torch.channels_last))
+    )
+    x = torch.rand(4, 1, 12, 12)
+    y = model(x).argmax(1)
+    seen.clear()
+    BPDA(attack=PGD(eps=0.1, steps=2, channels_last=False), preprocess=lambda t: t)(model, x, y)
+    assert seen and not any(seen)

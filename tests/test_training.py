@@ -154,6 +154,20 @@ def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
         train(parse_config(digits_config(lr=0.01)), d, resume=True)
 
 
+def test_resume_refuses_a_recipe_default_that_changed_since_the_start(tmp_path: Path) -> None:
+    """config.toml keeps only the recipe_args given; a default changed in a new release must not slip in."""
+    from gradguard.checkpoint import load_checkpoint, save_checkpoint
+
+    _, d = run(tmp_path, epochs=2)
+    last = d / "checkpoints" / "last.safetensors"
+    tensors, meta = load_checkpoint(last)
+    assert meta["recipe_settings"] == {"label_smoothing": 0.0}
+    meta["recipe_settings"]["label_smoothing"] = 0.1  # as if the run had started under another default
+    save_checkpoint(last, tensors, meta)
+    with pytest.raises(ValueError, match=r"recipe settings \['label_smoothing'\]"):
+        train(parse_config(digits_config(epochs=2)), d, resume=True)
+
+
 def test_free_at_state_round_trips() -> None:
     from gradguard.threat import threat_model
     from gradguard.training import StepContext
@@ -205,13 +219,34 @@ def test_amp_warns_on_cpu_and_channels_last_trains_the_same_net(tmp_path: Path) 
         summary, _ = run(tmp_path, "amp", amp=True)
     assert summary["done"]
     _, plain_dir = run(tmp_path, "plain")
-    _, cl_dir = run(tmp_path, "cl", channels_last=True)
+    import warnings
+
+    import gradguard.training.trainer as trainer_mod
+
+    seen: list[bool] = []
+    build = trainer_mod.build_network
+
+    def spying_build(cfg):  # records the layout the second conv's weights have in every training forward
+        net = build(cfg)
+        convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
+        convs[0].register_forward_pre_hook(
+            lambda m, args: seen.append(m.training and m.weight.is_contiguous(memory_format=torch.channels_last)
+                                        and not m.weight.is_contiguous()))
+        return net
+
+    trainer_mod.build_network = spying_build
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # channels-last on CPU is a supported setting: no "GPU only" warning
+            _, cl_dir = run(tmp_path, "cl", channels_last=True)
+    finally:
+        trainer_mod.build_network = build
+    assert any(seen)  # the training forwards really ran in channels-last layout
     plain, cl = load_model(plain_dir / "model.safetensors"), load_model(cl_dir / "model.safetensors")
     x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         # Same seed, same batches: only the convolutions' float rounding differs between the layouts.
         torch.testing.assert_close(cl(x), plain(x), rtol=1e-3, atol=1e-4)
-    assert all(p.is_contiguous() for p in cl.parameters())  # exported in the ordinary layout
 
 
 def test_cli_train_overrides_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

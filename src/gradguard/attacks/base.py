@@ -9,6 +9,7 @@ touched), EOT-batched gradients, and counting the gradient and forward evaluatio
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -63,8 +64,10 @@ def wants_channels_last(model: Model, x: Tensor) -> bool:
 def channels_last_layout(model: Model, enabled: bool = True) -> Iterator[Model]:
     """Hold the model's 4-D parameters in channels-last layout for the duration; restore the caller's tensors.
 
-    On CPU, oneDNN convolutions and max-pooling in this layout skip a reorder on every call: a forward+backward of
-    the zoo's small MNIST CNNs runs 20-30% faster (docs/attacks.md), a BatchNorm ResNet neither gains nor loses.
+    On CPU, oneDNN convolutions and max-pooling in this layout skip a reorder on every call: a forward+backward to
+    the input of the zoo's small MNIST CNNs runs 1.2-1.6x faster, a BatchNorm ResNet neither gains nor loses
+    (`benchmarks/layout_speed.py`, docs/attacks.md). Activations come out channels-last too, so a model that
+    flattens them with `.view` fails in this layout; `Attack` then reruns in the model's own layout.
     Only each parameter's ``.data`` is swapped, and swapped back on exit, so the parameter objects (and whatever
     holds them: optimizers, hooks) are untouched and the values are bit-identical afterwards.
     """
@@ -74,7 +77,7 @@ def channels_last_layout(model: Model, enabled: bool = True) -> Iterator[Model]:
     saved: list[tuple[nn.Parameter, Tensor]] = []
     try:
         for p in model.parameters():
-            if p.dim() != 4:
+            if isinstance(p, nn.parameter.UninitializedParameter) or p.dim() != 4:
                 continue
             # empty_like gives the canonical channels-last strides. `contiguous(memory_format=...)` would leave a
             # one-input-channel weight (the first conv on grey images) as it is, since it already counts as
@@ -163,11 +166,28 @@ class Attack:
         x = x.detach()
         y = y.detach()
         target = None if target is None else target.detach()
+        use_cl = self._use_channels_last(model, x)
         try:
-            with eval_mode(model), channels_last_layout(model, self._use_channels_last(model, x)):
+            with eval_mode(model):
                 if x.shape[0] == 0:
                     return x.clone()
-                x_adv = self._perturb(model, x, y, target)
+                try:
+                    with channels_last_layout(model, use_cl):
+                        x_adv = self._perturb(model, x, y, target)
+                except RuntimeError:
+                    if not use_cl or self.channels_last is not None:
+                        raise
+                    # The automatic choice met a model that needs NCHW activations (e.g. `x.view(n, -1)` after a
+                    # multi-channel conv). Start over in the model's own layout, from the same seed.
+                    warnings.warn(
+                        f"{type(self).__name__}: the model failed in channels-last layout; rerunning the attack in "
+                        "its own layout (pass channels_last=False to skip the attempt)",
+                        stacklevel=2,
+                    )
+                    self.last_grad_evals = 0
+                    self.last_forward_evals = 0
+                    self._gen = self._make_generator(x.device)
+                    x_adv = self._perturb(model, x, y, target)
         finally:
             self._gen = None
             self.last_wall_s = time.perf_counter() - t0

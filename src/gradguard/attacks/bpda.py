@@ -42,7 +42,10 @@ class BPDA(Attack):
     ) -> None:
         if (modules is None) == (preprocess is None):
             raise ValueError("BPDA needs exactly one of modules= (submodules to bypass) or preprocess= (a function)")
-        super().__init__(eps=attack.eps, norm=attack.norm, targeted=attack.targeted, eot=attack.eot)
+        super().__init__(
+            eps=attack.eps, norm=attack.norm, targeted=attack.targeted, eot=attack.eot,
+            channels_last=attack.channels_last,  # the outer call sets the layout; the inner attack's choice rules
+        )
         self.attack = attack
         self.modules = modules
         self.preprocess = preprocess

@@ -20,7 +20,8 @@ class Transfer(Attack):
     uses_gradients = False
 
     def __init__(self, *, attack: Attack, surrogate: Model) -> None:
-        super().__init__(eps=attack.eps, norm=attack.norm, targeted=attack.targeted)
+        # channels_last=False: the target is never run here, so its weights are left alone.
+        super().__init__(eps=attack.eps, norm=attack.norm, targeted=attack.targeted, channels_last=False)
         self.attack = attack
         self.surrogate = surrogate
 

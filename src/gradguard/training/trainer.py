@@ -246,6 +246,13 @@ class _Run:
         if meta.get("config") != json.loads(json.dumps(self.cfg.model_dump(mode="json"))):
             raise ValueError(f"cannot resume {self.run_dir}: the config differs from the one the run was started with "
                              "(resume with the run's own config.toml)")
+        saved = meta.get("recipe_settings")
+        now = json.loads(json.dumps(self.cfg.recipe_settings()))
+        if saved is not None and saved != now:
+            changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+            raise ValueError(f"cannot resume {self.run_dir}: recipe settings {changed} now default to "
+                             f"{[now.get(k) for k in changed]}, the run started with {[saved.get(k) for k in changed]} "
+                             "(set them explicitly in train.recipe_args)")
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         self.trained.load_state_dict(model_state, strict=True)
         self.optimizer.load_state_dict(unflatten_state(meta["optimizer"], tensors))
@@ -263,6 +270,8 @@ class _Run:
         tensors.update(_rng_tensors(self.recipe_gen, self.device))
         meta = {
             "config": self.cfg.model_dump(mode="json"),
+            # With defaults filled in: a library default that changed since the run started is caught on resume.
+            "recipe_settings": json.loads(json.dumps(self.cfg.recipe_settings())),
             "seed": self.cfg.seed,
             "device": str(self.device),
             "world_size": self.info.world_size,
