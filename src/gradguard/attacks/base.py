@@ -159,10 +159,9 @@ class Attack:
             raise ValueError(f"{type(self).__name__}(targeted=True) needs target= (a class per sample)")
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
-        self.last_grad_evals = 0
-        self.last_forward_evals = 0
         t0 = time.perf_counter()
-        self._gen = self._make_generator(x.device)
+        self._start(x.device)
+        start_state = self._gen.get_state()  # type: ignore[union-attr]  # a passed-in generator is advanced
         x = x.detach()
         y = y.detach()
         target = None if target is None else target.detach()
@@ -184,9 +183,8 @@ class Attack:
                         "its own layout (pass channels_last=False to skip the attempt)",
                         stacklevel=2,
                     )
-                    self.last_grad_evals = 0
-                    self.last_forward_evals = 0
-                    self._gen = self._make_generator(x.device)
+                    self._start(x.device)
+                    self._gen.set_state(start_state)  # type: ignore[union-attr]
                     x_adv = self._perturb(model, x, y, target)
         finally:
             self._gen = None
@@ -233,6 +231,12 @@ class Attack:
     def _picks_targets(self) -> bool:
         """True for attacks that choose their own target classes (APGD-T)."""
         return False
+
+    def _start(self, device: torch.device) -> None:
+        """Reset the per-call counters and take this call's generator."""
+        self.last_grad_evals = 0
+        self.last_forward_evals = 0
+        self._gen = self._make_generator(device)
 
     def _use_channels_last(self, model: Model, x: Tensor) -> bool:
         return wants_channels_last(model, x) if self.channels_last is None else bool(self.channels_last)

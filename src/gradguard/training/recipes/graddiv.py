@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from gradguard.graddiv import draw_gradients, graddiv_penalty, mean_resultant_length, unit_directions
+from gradguard.training.craft import pgd_maximize
+from gradguard.training.modes import crafting_mode
 from gradguard.training.recipe import Recipe, StepContext, StepOutput
 
 __all__ = ["GradDivRecipe", "craft_pgd", "ramp"]
@@ -39,13 +41,10 @@ def craft_pgd(
     PGD-AT does; the evaluation `attacks.PGD` would leave samples misclassified at their clean point untouched
     (early in training, almost all of them). Crafted in eval mode with frozen parameters, restored afterwards.
     """
-    from gradguard.attacks import eval_mode
-    from gradguard.training.craft import pgd_maximize
-
     eps = ctx.threat.eps
     if eps <= 0:
         return x
-    with eval_mode(model):
+    with crafting_mode(model, "eval"):
         x_adv = pgd_maximize(
             model,
             x,
