@@ -35,8 +35,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "advbnn": ("configs/graddiv-mnist-advbnn.toml", {"lam": 0.0}),
     "advbnn-mrl": ("configs/graddiv-mnist-advbnn.toml", {"warmup": 0.0, "regularizer": "mrl", "lam": 1.0}),
     "advbnn-cos": ("configs/graddiv-mnist-advbnn.toml", {"warmup": 0.0, "regularizer": "cos", "lam": 1.0}),
-    # The advbnn config warms lam up over half the run (session 2's finding); these variants ran without warm-up.
-    # Session 2: Adv-BNN + GradDiv did not train at lam 1; smaller weights, and the term on clean inputs.
+    # The advbnn config warms lam up over half the run (docs/graddiv.md, "More regularizers"); the variants below
+    # were measured without warm-up and pin it at 0. At lam 1 without warm-up Adv-BNN + GradDiv did not train, so
+    # smaller weights, the warm-up itself and the term on clean inputs were tried.
     "advbnn-mrl-lam0.1": ("configs/graddiv-mnist-advbnn.toml", {"warmup": 0.0, "regularizer": "mrl", "lam": 0.1}),
     "advbnn-mrl-lam0.3": ("configs/graddiv-mnist-advbnn.toml", {"warmup": 0.0, "regularizer": "mrl", "lam": 0.3}),
     "advbnn-kappa": ("configs/graddiv-mnist-advbnn.toml", {"warmup": 0.0, "regularizer": "kappa", "lam": 1e-3}),
@@ -184,6 +185,7 @@ def main() -> None:
         unknown = sorted(set(names) - set(VARIANTS))
         if unknown:
             raise SystemExit(f"unknown variants {unknown}: expected some of {list(VARIANTS)}")
+        train_variant("plain", args.out, args)  # every evaluation's transfer attack needs this surrogate first
         for name in names:
             train_variant(name, args.out, args)
             if name != "plain":

@@ -1,7 +1,7 @@
 """SGN convergence and robustness benchmark on MNIST SmallCNN, eps 0.3 (docs/sgn.md).
 
 Every method trains from the same seed with the same optimizer (Adam 1e-3, batch 100, constant lr) and the same
-robust validation (PGD-40, step 0.01, 500 held-out training images, every 0.1 epoch); the trainer logs wall time
+robust validation (PGD-40, step 0.01, 200 held-out training images, five times per run); the trainer logs wall time
 (validation excluded) and forward+backward passes with each validation. After training `gradguard run` attacks the
 exported network with the standard suite (quick variant) and this script adds PGD-40 and CW-Linf on the same test
 images, so a gain cannot come from masking.
