@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradguard.attacks import APGD, PGD, Square
+from gradguard.attacks import APGD, APGDT, PGD, Square
 
 
 class FlipsOnFirstCall(nn.Module):
@@ -39,3 +39,49 @@ def test_noisy_initial_check_does_not_exempt_points(make):
     assert torch.equal(single, x)  # one deterministic draw: a fooled point needs no work (documented behaviour)
     x_adv = make(3)(FlipsOnFirstCall(), x, y)
     assert not (x_adv == x).flatten(1).all(1).any()  # with EOT every point is attacked, none is exempt
+
+
+class FourClassFlipsOnFirstCall(nn.Module):
+    """A 4-class model (APGD-T needs >= 4) whose very first forward pass answers wrongly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        s = x.flatten(1).mean(1, keepdim=True) - 0.5
+        logits = torch.cat([-s, s, -2 * s, -3 * s], dim=1)
+        return logits[:, [1, 0, 2, 3]] if self.calls == 1 else logits
+
+
+def test_apgdt_noisy_initial_check_does_not_keep_the_clean_point():
+    x, y = _data()
+    single = APGDT(eps=0.2, steps=5, n_target_classes=3)(FourClassFlipsOnFirstCall(), x, y)
+    assert torch.equal(single, x)
+    x_adv = APGDT(eps=0.2, steps=5, n_target_classes=3, eot=3)(FourClassFlipsOnFirstCall(), x, y)
+    assert not (x_adv == x).flatten(1).all(1).any()
+
+
+class AlwaysFooledLouderLater(nn.Module):
+    """Predicts class 0 everywhere, more confidently on every call, with a wiggly dependence on the input: every
+    point any run finds is a success, and a later run's points carry a higher loss for label 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        s = torch.sin(40 * x).flatten(1).mean(1, keepdim=True)
+        return torch.cat([self.calls * (1.0 + 0.1 * s), torch.zeros_like(s)], dim=1)
+
+
+def test_apgd_under_eot_keeps_the_strongest_success_across_restarts():
+    """Under EOT every success is a noisy verdict, so a later restart's higher-loss success must replace an earlier
+    one (PGD's rule without early stop), not be shut out by it."""
+    x = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.ones(4, dtype=torch.long)
+    one = APGD(eps=0.2, steps=3, eot=2, restarts=1)(AlwaysFooledLouderLater(), x, y)
+    two = APGD(eps=0.2, steps=3, eot=2, restarts=2)(AlwaysFooledLouderLater(), x, y)
+    assert not (one == two).flatten(1).all(1).any()  # every point comes from the second, louder restart

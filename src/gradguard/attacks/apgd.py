@@ -67,7 +67,7 @@ class APGD(Attack):
         loss_fn = get_loss(self.loss, targeted=self.targeted)
         lt = target if self.targeted else None
         best = _Best(x)
-        if self.eot == 1:  # with EOT the clean check is noisy: the clean point is no candidate (see _to_attack)
+        if self._trusts_clean_check():
             scores, loss0 = self._scores_loss(model, x, y, loss_fn, lt)
             best.merge(torch.arange(x.shape[0], device=x.device), x, loss0, self._success(scores, y, target), True)
         for _ in range(self.restarts):
@@ -162,7 +162,7 @@ class APGD(Attack):
                 s["grad"] = torch.where(hb, s["grad_best"], s["grad"])
                 counter = 0
                 k = max(k - size_decr, k_min)
-        best.merge(s["idx"], s["rx"], s["rl"], s["rok"], True)
+        best.merge(s["idx"], s["rx"], s["rl"], s["rok"], first)
         return True
 
 
@@ -188,10 +188,11 @@ class APGDT(APGD):
         if target is not None:
             raise ValueError("APGDT picks its own targets; use APGD(targeted=True) for given targets")
         loss_fn = get_loss(self.loss, targeted=True)
-        scores = self._scores(model, x)
+        scores = self._scores(model, x)  # needed for the target ranking whatever the draws
         best = _Best(x)
-        no_loss = torch.full((x.shape[0],), float("-inf"), device=x.device, dtype=x.dtype)
-        best.merge(torch.arange(x.shape[0], device=x.device), x, no_loss, self._success(scores, y, None), True)
+        if self._trusts_clean_check():
+            no_loss = torch.full((x.shape[0],), float("-inf"), device=x.device, dtype=x.dtype)
+            best.merge(torch.arange(x.shape[0], device=x.device), x, no_loss, self._success(scores, y, None), True)
         ranked = scores.argsort(dim=1, descending=True)
         n_classes = scores.shape[1]
         for t in range(1, min(self.n_target_classes, n_classes - 1) + 1):

@@ -286,6 +286,15 @@ class Attack:
         """Untargeted: prediction left `y`; targeted (user-given `target`): prediction reached it."""
         return success(scores, y, target if self.targeted else None)
 
+    def _trusts_clean_check(self) -> bool:
+        """Whether a clean point this attack sees as fooled may stand as its result.
+
+        Only with one deterministic draw. Under EOT the check is a noisy k-draw estimate: kept with priority, the
+        clean point would shadow every adversarial point found later, and the evaluator's m-draw prediction could
+        still classify it correctly. PGD, APGD, APGD-T and Square all ask here.
+        """
+        return self.eot == 1
+
     def _to_attack(self, done: Tensor) -> Tensor:
         """Indices of the samples a (re)start must attack.
 

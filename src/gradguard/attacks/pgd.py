@@ -100,7 +100,7 @@ class PGD(Attack):
         alpha = self._step_size()
         first = self.early_stop
         best = _Best(x)
-        if self.eot == 1:  # with EOT the clean check is noisy: the clean point is no candidate (see _to_attack)
+        if self._trusts_clean_check():
             scores, loss0 = self._scores_loss(model, x, y, loss_fn, target if self.targeted else None)
             best.merge(torch.arange(x.shape[0], device=x.device), x, loss0, self._success(scores, y, target), first)
         for r in range(self.restarts):

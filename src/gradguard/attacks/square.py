@@ -102,10 +102,10 @@ class Square(Attack):
         loss_fn = get_loss(self.loss, targeted=self.targeted)
         lt = target if self.targeted else None
         out = x.clone()
-        if self.eot == 1:
+        if self._trusts_clean_check():
             sc, out_loss = self._scores_loss(model, x, y, loss_fn, lt)
             out_ok = self._success(sc, y, target)
-        else:  # with EOT the clean check is noisy: the clean point is no candidate (see _to_attack)
+        else:
             out_ok = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
             out_loss = torch.full((x.shape[0],), float("-inf"), device=x.device, dtype=x.dtype)
         for _ in range(self.restarts):
