@@ -10,17 +10,21 @@ from gradguard.attacks import APGD, APGDT, PGD, Square
 
 
 class FlipsOnFirstCall(nn.Module):
-    """A 2-class linear model whose very first forward pass answers wrongly, like one unlucky noisy draw."""
+    """A linear model (2 classes, or 4 for APGD-T) whose very first forward pass answers wrongly, like one unlucky
+    noisy draw."""
 
-    def __init__(self) -> None:
+    def __init__(self, n_classes: int = 2) -> None:
         super().__init__()
         self.calls = 0
+        self.n_classes = n_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         s = x.flatten(1).mean(1, keepdim=True) - 0.5
-        logits = torch.cat([-s, s], dim=1)
-        return -logits if self.calls == 1 else logits
+        logits = torch.cat([-s, s, -2 * s, -3 * s][: self.n_classes], dim=1)
+        if self.calls == 1:
+            return logits[:, [1, 0, *range(2, self.n_classes)]]
+        return logits
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,25 +45,11 @@ def test_noisy_initial_check_does_not_exempt_points(make):
     assert not (x_adv == x).flatten(1).all(1).any()  # with EOT every point is attacked, none is exempt
 
 
-class FourClassFlipsOnFirstCall(nn.Module):
-    """A 4-class model (APGD-T needs >= 4) whose very first forward pass answers wrongly."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        s = x.flatten(1).mean(1, keepdim=True) - 0.5
-        logits = torch.cat([-s, s, -2 * s, -3 * s], dim=1)
-        return logits[:, [1, 0, 2, 3]] if self.calls == 1 else logits
-
-
 def test_apgdt_noisy_initial_check_does_not_keep_the_clean_point():
     x, y = _data()
-    single = APGDT(eps=0.2, steps=5, n_target_classes=3)(FourClassFlipsOnFirstCall(), x, y)
+    single = APGDT(eps=0.2, steps=5, n_target_classes=3)(FlipsOnFirstCall(4), x, y)
     assert torch.equal(single, x)
-    x_adv = APGDT(eps=0.2, steps=5, n_target_classes=3, eot=3)(FourClassFlipsOnFirstCall(), x, y)
+    x_adv = APGDT(eps=0.2, steps=5, n_target_classes=3, eot=3)(FlipsOnFirstCall(4), x, y)
     assert not (x_adv == x).flatten(1).all(1).any()
 
 
