@@ -84,8 +84,8 @@ def main() -> int:
     from gradguard.checkpoint import load_model
     from gradguard.config import load_config
     from gradguard.provenance import environment
+    from gradguard.runlog import read_metrics
     from gradguard.training import train
-    from gradguard.training.metrics import read_metrics
 
     out = Path(args.out)
     for name in args.which:

@@ -12,9 +12,9 @@ import torch
 
 from gradguard.checkpoint import load_checkpoint
 from gradguard.config import dump_config, parse_config
+from gradguard.runlog import read_metrics
 from gradguard.training import train
 from gradguard.training.distributed import DistInfo, shard
-from gradguard.training.metrics import read_metrics
 
 CONFIG = {
     "name": "ddp", "seed": 0,

@@ -8,7 +8,7 @@ import json
 from gradguard.report.document import Code, Document, Flags, Heading, Image, Paragraph, Table
 from gradguard.report.files import write_json_atomic
 from gradguard.report.plots import line_plot
-from gradguard.training.metrics import read_metrics
+from gradguard.runlog import read_metrics
 
 
 def _doc(tmp_path):

@@ -10,8 +10,8 @@ import torch
 
 from gradguard.checkpoint import load_checkpoint, load_model
 from gradguard.config import load_config, parse_config
+from gradguard.runlog import read_metrics
 from gradguard.training import NonFiniteLossError, build_recipe, train
-from gradguard.training.metrics import read_metrics
 from gradguard.training.schedules import lr_factor
 
 

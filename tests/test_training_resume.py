@@ -20,8 +20,8 @@ import torch
 
 from gradguard.checkpoint import load_checkpoint
 from gradguard.config import dump_config, load_config, parse_config
+from gradguard.runlog import read_metrics
 from gradguard.training import train
-from gradguard.training.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
+
+from gradguard.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "CheckpointError",
@@ -48,40 +49,6 @@ class CheckpointError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------- raw files
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same directory, fsync, then rename; returns `path`.
-
-    The one atomic write of the package (checkpoints, configs, results, reports): a reader sees the old file or the
-    new one, never half of one, and a failure leaves no temporary behind. The file gets the permissions the umask
-    gives any new file (mkstemp alone would make it 0600, unreadable to the rest of a team).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """`atomic_write_bytes` of UTF-8 text."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _check_safetensors_bytes(data: bytes, path: Path) -> None:

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gradguard.atomic import atomic_write_text
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -310,6 +312,4 @@ def dump_config(cfg: ExperimentConfig) -> str:
 
 def save_config(cfg: ExperimentConfig, path: str | os.PathLike[str]) -> None:
     """Write the config atomically (temporary file, then rename)."""
-    from gradguard.checkpoint import atomic_write_text
-
     atomic_write_text(path, dump_config(cfg))

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from gradguard.checkpoint import atomic_write_text
+from gradguard.atomic import atomic_write_text
 from gradguard.config import ConfigError, ExperimentConfig, dump_config, load_config
 from gradguard.report.files import write_json_atomic
 from gradguard.report.records import RESULTS_SCHEMA

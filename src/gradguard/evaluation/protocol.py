@@ -29,7 +29,7 @@ from gradguard.evaluation import checks
 from gradguard.evaluation.predict import _is_randomized_flag, detect_randomness, eval_mode, model_device, predict_labels
 from gradguard.evaluation.result import AttackRecord, EvalResult
 from gradguard.evaluation.suites import SUITE_DEFAULT_K, AttackSpec, attack_settings, build_suite
-from gradguard.training.counter import PassCounter
+from gradguard.passes import PassCounter
 
 __all__ = ["evaluate", "MODES"]
 

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradguard.atomic import atomic_write_text
+
 __all__ = ["SCHEMA_VERSION", "Flag", "AttackRecord", "EvalResult", "encode_bits", "decode_bits"]
 
 SCHEMA_VERSION = 1
@@ -224,8 +226,6 @@ class EvalResult:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the JSON atomically (temporary file in the same folder, then rename): never half-written."""
-        from gradguard.checkpoint import atomic_write_text
-
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1, allow_nan=True) + "\n")
         return Path(path)
 

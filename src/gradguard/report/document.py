@@ -10,6 +10,8 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gradguard.atomic import atomic_write_text
+
 __all__ = ["Heading", "Paragraph", "Table", "Image", "Flags", "Code", "Document"]
 
 
@@ -119,8 +121,6 @@ class Document:
 
     def write(self, directory: Path, stem: str = "report") -> tuple[Path, Path]:
         """Write `stem`.md and `stem`.html atomically into `directory`."""
-        from gradguard.checkpoint import atomic_write_text
-
         md = atomic_write_text(directory / f"{stem}.md", self.to_markdown(directory))
         page = atomic_write_text(directory / f"{stem}.html", self.to_html())
         return md, page

@@ -1,4 +1,4 @@
-"""JSON files of runs and reports, written atomically (`gradguard.checkpoint.atomic_write_text`)."""
+"""JSON files of runs and reports, written atomically (`gradguard.atomic.atomic_write_text`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gradguard.checkpoint import atomic_write_text
+from gradguard.atomic import atomic_write_text
 
 
 def write_json_atomic(path: Path, data: Any) -> Path:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradguard.training.metrics import read_metrics
+from gradguard.runlog import read_metrics
 
 __all__ = ["RunRecord", "load_run", "RESULTS_SCHEMA"]
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gradguard.checkpoint import atomic_write_text
+from gradguard.atomic import atomic_write_text
 from gradguard.report.document import Document, Paragraph, Table
 from gradguard.report.files import write_json_atomic
 from gradguard.report.records import RESULTS_SCHEMA

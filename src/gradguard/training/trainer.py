@@ -28,8 +28,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from gradguard.atomic import atomic_write_text
 from gradguard.checkpoint import (
-    atomic_write_text,
     flatten_state,
     load_checkpoint,
     network_from_info,
@@ -38,11 +38,11 @@ from gradguard.checkpoint import (
     unflatten_state,
 )
 from gradguard.config import ExperimentConfig, dump_config
+from gradguard.passes import PassCounter
 from gradguard.provenance import environment
+from gradguard.runlog import MetricsLog
 from gradguard.threat import threat_model
 from gradguard.training import distributed as ddp
-from gradguard.training.counter import PassCounter
-from gradguard.training.metrics import MetricsLog
 from gradguard.training.optim import build_optimizer, set_lr
 from gradguard.training.recipe import Recipe, StepContext
 from gradguard.training.recipes import build_recipe
@@ -488,7 +488,7 @@ class _Run:
 
     def _finish(self) -> dict[str, Any]:
         main = self.info.is_main
-        from gradguard.training.metrics import read_metrics
+        from gradguard.runlog import read_metrics
 
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "name": self.cfg.name,
                                    "recipe": self.recipe.describe(),

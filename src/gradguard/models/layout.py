@@ -1,0 +1,60 @@
+"""Memory layout of a model's weights on CPU: when channels-last pays, and a context that holds it for a while.
+
+Attacks use it (`gradguard.attacks.base` re-exports both names); it is a property of the model and the device,
+so it lives with the models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["wants_channels_last", "channels_last_layout"]
+
+Model = nn.Module | Callable[[Tensor], Tensor]
+
+
+def wants_channels_last(model: Model, x: Tensor) -> bool:
+    """The automatic choice: a conv net attacked on CPU with image batches."""
+    return (
+        isinstance(model, nn.Module)
+        and x.dim() == 4
+        and x.device.type == "cpu"
+        and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    )
+
+
+@contextmanager
+def channels_last_layout(model: Model, enabled: bool = True) -> Iterator[Model]:
+    """Hold the model's 4-D parameters in channels-last layout for the duration; restore the caller's tensors.
+
+    On CPU, oneDNN convolutions and max-pooling in this layout skip a reorder on every call: a forward+backward to
+    the input of the zoo's small MNIST CNNs runs 1.2-1.6x faster, a BatchNorm ResNet neither gains nor loses
+    (`benchmarks/layout_speed.py`, docs/attacks.md). Activations come out channels-last too, so a model that
+    flattens them with `.view` fails in this layout; `Attack` then reruns in the model's own layout.
+    Only each parameter's ``.data`` is swapped, and swapped back on exit, so the parameter objects (and whatever
+    holds them: optimizers, hooks) are untouched and the values are bit-identical afterwards.
+    """
+    if not enabled or not isinstance(model, nn.Module):
+        yield model
+        return
+    saved: list[tuple[nn.Parameter, Tensor]] = []
+    try:
+        for p in model.parameters():
+            if isinstance(p, nn.parameter.UninitializedParameter) or p.dim() != 4:
+                continue
+            # empty_like gives the canonical channels-last strides. `contiguous(memory_format=...)` would leave a
+            # one-input-channel weight (the first conv on grey images) as it is, since it already counts as
+            # channels-last; its output would then stay NCHW and every later layer would pay a reorder.
+            cl = torch.empty_like(p.data, memory_format=torch.channels_last)
+            if cl.stride() == p.data.stride():
+                continue
+            saved.append((p, p.data))
+            p.data = cl.copy_(p.data)
+        yield model
+    finally:
+        for p, data in saved:
+            p.data = data
