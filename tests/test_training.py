@@ -161,8 +161,8 @@ def test_resume_refuses_a_recipe_default_that_changed_since_the_start(tmp_path: 
     _, d = run(tmp_path, epochs=2)
     last = d / "checkpoints" / "last.safetensors"
     tensors, meta = load_checkpoint(last)
-    assert meta["recipe_settings"] == {"label_smoothing": 0.0}
-    meta["recipe_settings"]["label_smoothing"] = 0.1  # as if the run had started under another default
+    assert meta["recipe"] == {"name": "standard", "label_smoothing": 0.0}
+    meta["recipe"]["label_smoothing"] = 0.1  # as if the run had started under another default
     save_checkpoint(last, tensors, meta)
     with pytest.raises(ValueError, match=r"recipe settings \['label_smoothing'\]"):
         train(parse_config(digits_config(epochs=2)), d, resume=True)

@@ -246,8 +246,10 @@ class _Run:
         if meta.get("config") != json.loads(json.dumps(self.cfg.model_dump(mode="json"))):
             raise ValueError(f"cannot resume {self.run_dir}: the config differs from the one the run was started with "
                              "(resume with the run's own config.toml)")
-        saved = meta.get("recipe_settings")
-        now = json.loads(json.dumps(self.cfg.recipe_settings()))
+        # The recipe record has every setting with its defaults filled in: a library default that changed since the
+        # run started is caught here (config.toml keeps only the recipe_args given).
+        saved = meta.get("recipe")
+        now = json.loads(json.dumps(self.recipe.describe()))
         if saved is not None and saved != now:
             changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
             raise ValueError(f"cannot resume {self.run_dir}: recipe settings {changed} now default to "
@@ -270,8 +272,6 @@ class _Run:
         tensors.update(_rng_tensors(self.recipe_gen, self.device))
         meta = {
             "config": self.cfg.model_dump(mode="json"),
-            # With defaults filled in: a library default that changed since the run started is caught on resume.
-            "recipe_settings": json.loads(json.dumps(self.cfg.recipe_settings())),
             "seed": self.cfg.seed,
             "device": str(self.device),
             "world_size": self.info.world_size,
@@ -280,7 +280,7 @@ class _Run:
             "progress": asdict(self.p),
             "optimizer": opt_tree,
             "scheduler": {"kind": self.cfg.train.schedule, "step": self.p.step, "total_steps": self.total_steps},
-            "recipe": self.recipe.describe(),
+            "recipe": self.recipe.describe(),  # every setting, defaults filled in: checked on resume
             "environment": self.env,
         }
         return tensors, meta
