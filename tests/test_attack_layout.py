@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from gradguard.attacks import PGD
-from gradguard.attacks.base import channels_last_layout, wants_channels_last
 from gradguard.gradients import input_gradient
+from gradguard.models.layout import channels_last_layout, wants_channels_last
 
 
 def conv_net(seed: int = 0) -> nn.Module:
@@ -26,6 +26,23 @@ def test_automatic_choice_is_conv_nets_on_cpu_with_image_batches():
     assert not wants_channels_last(nn.Sequential(nn.Flatten(), nn.Linear(144, 10)), x)
     assert not wants_channels_last(conv_net(), x.flatten(1))
     assert not wants_channels_last(lambda t: t.flatten(1), x)
+
+
+@pytest.mark.parametrize("kind", ["pni", "bayes"])
+def test_weight_noise_nets_count_as_conv_nets_and_keep_their_gradients(kind: str):
+    """PNI and Bayesian layers replace every nn.Conv2d and call F.conv2d themselves: still a conv net."""
+    from gradguard.models import randomize, set_generator
+
+    model = randomize(conv_net(), kind, per_sample=False).eval()
+    assert not any(isinstance(m, nn.Conv2d) for m in model.modules())
+    x, y = torch.rand(8, 1, 12, 12), torch.randint(0, 10, (8,))
+    assert wants_channels_last(model, x)
+    set_generator(model, torch.Generator().manual_seed(3))
+    g_plain, _ = input_gradient(model, x, y, "ce")
+    set_generator(model, torch.Generator().manual_seed(3))
+    with channels_last_layout(model):
+        g_cl, _ = input_gradient(model, x, y, "ce")
+    torch.testing.assert_close(g_cl, g_plain, rtol=1e-4, atol=1e-6)
 
 
 def test_layout_swaps_only_data_and_restores_the_callers_tensors():
