@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from gradguard.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: variant -> (base config, recipe_args overrides); "plain" is the deterministic surrogate of the transfer attack.
@@ -137,7 +139,7 @@ def evaluate_variant(name: str, out: Path, args: argparse.Namespace) -> dict[str
         "transfer_matrix": tm.to_dict(),
         "eval_wall_s": time.perf_counter() - t0,
     }
-    path.write_text(json.dumps(row, indent=2))
+    atomic_write_text(path, json.dumps(row, indent=2))
     return row
 
 

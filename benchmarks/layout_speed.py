@@ -1,11 +1,11 @@
 """Memory layout on CPU: contiguous (NCHW) vs channels-last, side by side in one run.
 
-Times, for each zoo model, one training step (forward + backward to the parameters) and one attack pass
-(forward + backward to the input, parameters frozen) in both layouts, interleaved, and reports the ratio. This is
-the measurement behind gradguard's attacks choosing channels-last for conv nets on CPU and behind
-`train.channels_last` (docs/attacks.md, docs/training.md).
+Times, for each zoo model (and the small MNIST nets with each kind of noise layer), one training step (forward +
+backward to the parameters) and one attack pass (forward + backward to the input, parameters frozen) in both
+layouts, interleaved, and reports the ratio. This is the measurement behind gradguard's attacks choosing
+channels-last for conv nets on CPU and behind `train.channels_last` (docs/attacks.md, docs/training.md).
 
-    .venv/bin/python benchmarks/layout_speed.py                  # one thread, a minute or two
+    .venv/bin/python benchmarks/layout_speed.py                  # one thread, about five minutes
 """
 
 from __future__ import annotations
@@ -23,8 +23,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gradguard.atomic import atomic_write_text
+
 OUT = Path(__file__).resolve().parent / "results" / "layout_speed"
-CASES = [("smallcnn", "mnist", 100), ("lenet5", "mnist", 100), ("preact_resnet18", "cifar10", 16)]
+#: (model, dataset, batch, randomization). The randomized nets run at 128 rows, the size of an EOT pass on CPU
+#: (`gradients.AUTO_CHUNK_ROWS`); PNI and Bayesian layers call F.conv2d themselves instead of holding an nn.Conv2d.
+CASES = [
+    ("smallcnn", "mnist", 100, None), ("lenet5", "mnist", 100, None), ("preact_resnet18", "cifar10", 16, None),
+    *((m, "mnist", 128, kind) for kind in ("noise", "pni", "bayes") for m in ("smallcnn", "lenet5")),
+]
 
 
 def _train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -37,18 +44,20 @@ def _attack_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     torch.autograd.grad(nn.functional.cross_entropy(model(xr), y), xr)
 
 
-def measure(name: str, dataset: str, batch: int, repeats: int, inner: int) -> dict[str, object]:
+def measure(name: str, dataset: str, batch: int, kind: str | None, repeats: int, inner: int) -> dict[str, object]:
     from gradguard.data.specs import get_spec
-    from gradguard.models import build_model
+    from gradguard.models import build_model, randomize
 
     spec = get_spec(dataset)
     torch.manual_seed(0)
     nchw = build_model(name, dataset)
+    if kind is not None:
+        nchw = randomize(nchw, kind)
     cl = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
     x = torch.rand(batch, spec.channels, spec.size, spec.size)
     y = torch.randint(0, spec.num_classes, (batch,))
     x_cl = x.contiguous(memory_format=torch.channels_last)
-    row: dict[str, object] = {"model": name, "batch": batch}
+    row: dict[str, object] = {"model": name if kind is None else f"{name} + {kind}", "batch": batch}
     for kind, fn, mode in (("train_step", _train_step, "train"), ("attack_pass", _attack_pass, "eval")):
         for m in (nchw, cl):
             m.train(mode == "train")
@@ -81,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = [measure(n, d, b, args.repeats, args.inner) for n, d, b in CASES]
+    rows = [measure(n, d, b, k, args.repeats, args.inner) for n, d, b, k in CASES]
     meta = {
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()} {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}",
@@ -104,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     md = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "layout_speed.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    (args.out / "layout_speed.md").write_text(md)
+    atomic_write_text(args.out / "layout_speed.json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    atomic_write_text(args.out / "layout_speed.md", md)
     print(md)
     return 0
 

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gradguard.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "configs" / "sgn-mnist-conv.toml"
 GRADGUARD = str(Path(sys.executable).parent / "gradguard")
@@ -120,17 +122,15 @@ def extra(root: Path, names: list[str], n: int, steps: int) -> None:
             with torch.no_grad():
                 out[key] = float((model(x_adv).argmax(1) == y).float().mean())
             out[f"{key}_wall_s"] = time.perf_counter() - t0
-        (run / "extra_eval.json").write_text(json.dumps(out, indent=2) + "\n")
+        atomic_write_text(run / "extra_eval.json", json.dumps(out, indent=2) + "\n")
         print(name, out, flush=True)
 
 
 # -- the table ---------------------------------------------------------------------------------------------
 def _vals(run: Path) -> list[dict[str, Any]]:
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [r for r in (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-            if r.get("kind") == "val"]
+    from gradguard.runlog import read_metrics
+
+    return read_metrics(run / "metrics.jsonl", "val", missing_ok=True)
 
 
 def first_reach(vals: list[dict[str, Any]], target: float, key: str = "wall_s") -> float | None:
@@ -147,15 +147,15 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
 
 def _suite(run: Path) -> dict[str, Any]:
     """Worst case over the suite (last eps), each attack's cumulative accuracy, triggered masking flags."""
+    from gradguard.evaluation import EvalResult
+
     path = run / "evaluation.json"
     if not path.exists():
         return {}
-    ev = json.loads(path.read_text())
-    worst = ev.get("robust_accuracy")
-    worst = worst[-1] if isinstance(worst, list) else worst
-    attacks = {name: (a.get("cumulative_robust_accuracy") or [None])[-1] for name, a in ev.get("attacks", {}).items()}
-    flags = [f["name"] for f in ev.get("flags", []) if f.get("triggered")]
-    return {"worst": worst, "clean": ev.get("clean_accuracy"), "attacks": attacks, "flags": flags, "n": ev.get("n")}
+    ev = EvalResult.load(path)
+    attacks = {name: acc[-1] for name, acc in ev.cumulative_accuracy().items()}
+    flags = [f.name for f in ev.triggered_flags]
+    return {"worst": ev.robust_accuracy[-1], "clean": ev.clean_accuracy, "attacks": attacks, "flags": flags, "n": ev.n}
 
 
 def table(root: Path, md: Path | None, png: Path | None) -> str:
