@@ -75,3 +75,31 @@ def test_apgd_under_eot_keeps_the_strongest_success_across_restarts():
     one = APGD(eps=0.2, steps=3, eot=2, restarts=1)(AlwaysFooledLouderLater(), x, y)
     two = APGD(eps=0.2, steps=3, eot=2, restarts=2)(AlwaysFooledLouderLater(), x, y)
     assert not (one == two).flatten(1).all(1).any()  # every point comes from the second, louder restart
+
+
+class SucceedsThenLouderFailure(nn.Module):
+    """2 classes, label 1. Until `switch` calls every draw is wrong by a small margin (a success of loss 0.5); after
+    it, draws come in threes (the EOT replicas of one point): one wrong by 10, two right by 3. Their mean margin is
+    higher (1.33) but the 3-draw averaged prediction is right: a louder failure."""
+
+    def __init__(self, switch: int) -> None:
+        super().__init__()
+        self.calls, self.switch = 0, switch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        n = x.shape[0]
+        if self.calls <= self.switch:
+            margin = torch.full((n,), 0.5)
+        else:
+            margin = torch.tensor([10.0, -3.0, -3.0]).repeat(n // 3 + 1)[:n]
+        return torch.stack([margin, torch.zeros(n)], dim=1) + 0 * x.flatten(1)[:, :1]
+
+
+def test_square_under_eot_never_trades_a_success_for_a_louder_failure():
+    x = torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    y = torch.ones(4, dtype=torch.long)
+    probe = SucceedsThenLouderFailure(switch=10**9)
+    one = Square(eps=0.2, n_queries=5, eot=3)(probe, x, y)
+    two = Square(eps=0.2, n_queries=5, eot=3, restarts=2)(SucceedsThenLouderFailure(switch=probe.calls), x, y)
+    assert torch.equal(one, two)  # the second restart's points fail: the first restart's successes stand

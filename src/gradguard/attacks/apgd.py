@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gradguard.attacks.base import Attack, Model, _bshape
-from gradguard.attacks.pgd import _Best
+from gradguard.attacks.base import Attack, Model, _Best, _bshape
 from gradguard.losses import LossFn, get_loss
 
 __all__ = ["APGD", "APGDT"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -18,12 +18,10 @@ from torch import Tensor, nn
 
 from gradguard.gradients import forward_scores, input_gradient
 from gradguard.losses import LossFn, success
-from gradguard.models.layout import channels_last_layout, wants_channels_last
+from gradguard.models.layout import Model, channels_last_layout, wants_channels_last
 from gradguard.threat import ThreatModel, threat_model
 
 __all__ = ["Attack", "eval_mode", "channels_last_layout", "wants_channels_last", "Model"]
-
-Model = nn.Module | Callable[[Tensor], Tensor]
 
 
 @contextmanager
@@ -54,6 +52,31 @@ def eval_mode(model: Model, *, freeze: bool = True) -> Iterator[Model]:
 def _bshape(v: Tensor, like: Tensor) -> Tensor:
     """View a per-sample vector so it broadcasts against a batch shaped like `like`."""
     return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+class _Best:
+    """Per-sample best point with priority (success, loss), kept for an active subset and merged globally."""
+
+    def __init__(self, x: Tensor) -> None:
+        n = x.shape[0]
+        self.x = x.clone()
+        self.loss = torch.full((n,), float("-inf"), device=x.device, dtype=x.dtype)
+        self.ok = torch.zeros(n, dtype=torch.bool, device=x.device)
+
+    @staticmethod
+    def better(ok: Tensor, loss: Tensor, best_ok: Tensor, best_loss: Tensor, first: bool) -> Tensor:
+        """Rows where (ok, loss) beats (best_ok, best_loss); with `first` a success is never replaced."""
+        same = ok == best_ok
+        if first:
+            same = same & ~best_ok
+        return (ok & ~best_ok) | (same & (loss > best_loss))
+
+    def merge(self, idx: Tensor, x: Tensor, loss: Tensor, ok: Tensor, first: bool) -> None:
+        upd = self.better(ok, loss, self.ok[idx], self.loss[idx], first)
+        rows = idx[upd]
+        self.x[rows] = x[upd]
+        self.loss[rows] = loss[upd]
+        self.ok[rows] = ok[upd]
 
 
 class Attack:
@@ -260,6 +283,6 @@ class Attack:
         a noisy k-draw estimate: a point it calls fooled may still be classified correctly by the evaluator's m-draw
         prediction, so every point is attacked and the best point per sample decides.
         """
-        if self.eot > 1:
+        if not self._trusts_clean_check():
             return torch.arange(done.shape[0], device=done.device)
         return (~done).nonzero().squeeze(1)

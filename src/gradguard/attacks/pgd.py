@@ -11,35 +11,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gradguard.attacks.base import Attack, Model, _bshape
+from gradguard.attacks.base import Attack, Model, _Best, _bshape
 from gradguard.losses import get_loss
 
 __all__ = ["PGD", "CWLinf"]
-
-
-class _Best:
-    """Per-sample best point with priority (success, loss), kept for an active subset and merged globally."""
-
-    def __init__(self, x: Tensor) -> None:
-        n = x.shape[0]
-        self.x = x.clone()
-        self.loss = torch.full((n,), float("-inf"), device=x.device, dtype=x.dtype)
-        self.ok = torch.zeros(n, dtype=torch.bool, device=x.device)
-
-    @staticmethod
-    def better(ok: Tensor, loss: Tensor, best_ok: Tensor, best_loss: Tensor, first: bool) -> Tensor:
-        """Rows where (ok, loss) beats (best_ok, best_loss); with `first` a success is never replaced."""
-        same = ok == best_ok
-        if first:
-            same = same & ~best_ok
-        return (ok & ~best_ok) | (same & (loss > best_loss))
-
-    def merge(self, idx: Tensor, x: Tensor, loss: Tensor, ok: Tensor, first: bool) -> None:
-        upd = self.better(ok, loss, self.ok[idx], self.loss[idx], first)
-        rows = idx[upd]
-        self.x[rows] = x[upd]
-        self.loss[rows] = loss[upd]
-        self.ok[rows] = ok[upd]
 
 
 class PGD(Attack):

@@ -16,7 +16,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from gradguard.attacks.base import Attack, Model, _bshape
+from gradguard.attacks.base import Attack, Model, _Best, _bshape
 from gradguard.losses import get_loss
 
 __all__ = ["Square", "p_schedule"]
@@ -114,7 +114,8 @@ class Square(Attack):
                 break
             t = None if target is None else target[idx]
             xb, lb, okb = self._run(model, x[idx], y[idx], t, loss_fn)
-            better = okb | (lb > out_loss[idx])
+            # (success, loss) priority, a success never replaced by a failure: one rule with PGD and APGD
+            better = _Best.better(okb, lb, out_ok[idx], out_loss[idx], first=False)
             rows = idx[better]
             out[rows], out_loss[rows], out_ok[rows] = xb[better], lb[better], okb[better]
         return out
