@@ -28,12 +28,13 @@ def test_automatic_choice_is_conv_nets_on_cpu_with_image_batches():
     assert not wants_channels_last(lambda t: t.flatten(1), x)
 
 
+@pytest.mark.parametrize("per_sample", [True, False])
 @pytest.mark.parametrize("kind", ["pni", "bayes"])
-def test_weight_noise_nets_count_as_conv_nets_and_keep_their_gradients(kind: str):
+def test_weight_noise_nets_count_as_conv_nets_and_keep_their_gradients(kind: str, per_sample: bool):
     """PNI and Bayesian layers replace every nn.Conv2d and call F.conv2d themselves: still a conv net."""
     from gradguard.models import randomize, set_generator
 
-    model = randomize(conv_net(), kind, per_sample=False).eval()
+    model = randomize(conv_net(), kind, per_sample=per_sample).eval()
     assert not any(isinstance(m, nn.Conv2d) for m in model.modules())
     x, y = torch.rand(8, 1, 12, 12), torch.randint(0, 10, (8,))
     assert wants_channels_last(model, x)
@@ -43,6 +44,12 @@ def test_weight_noise_nets_count_as_conv_nets_and_keep_their_gradients(kind: str
     with channels_last_layout(model):
         g_cl, _ = input_gradient(model, x, y, "ce")
     torch.testing.assert_close(g_cl, g_plain, rtol=1e-4, atol=1e-6)
+
+
+def test_automatic_choice_skips_uninitialized_lazy_parameters():
+    x = torch.rand(4, 1, 12, 12)
+    assert not wants_channels_last(nn.Sequential(nn.Flatten(), nn.LazyLinear(10)), x)
+    assert wants_channels_last(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(10)), x)
 
 
 def test_layout_swaps_only_data_and_restores_the_callers_tensors():

@@ -21,13 +21,16 @@ def wants_channels_last(model: Model, x: Tensor) -> bool:
     """The automatic choice: a conv net attacked on CPU with image batches.
 
     A conv net is one with a 4-D parameter, so layers that call `F.conv2d` themselves (the PNI and Bayesian
-    weight-noise layers) count too: they gain 1.1-1.3x per attack pass, RSE noise nets 1.2-1.9x (docs/attacks.md).
+    weight-noise layers) count too: their attack passes run 1.09-1.17x faster, RSE noise nets' 1.2-1.4x
+    (`benchmarks/layout_speed.py`, docs/attacks.md).
     """
     return (
         isinstance(model, nn.Module)
         and x.dim() == 4
         and x.device.type == "cpu"
-        and any(p.dim() == 4 for p in model.parameters())
+        and any(
+            p.dim() == 4 for p in model.parameters() if not isinstance(p, nn.parameter.UninitializedParameter)
+        )
     )
 
 
