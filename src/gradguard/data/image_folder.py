@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import tarfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from gradguard.data.errors import DatasetError
+from gradguard.data.tar import read_tar_files
 
 __all__ = ["IMAGE_SUFFIXES", "SPLITS", "find_image_folder", "read_image_folder", "is_archive"]
 
@@ -50,16 +50,9 @@ def _split_class(parts: Sequence[str]) -> tuple[str, str] | None:
 
 
 def _iter_archive(archive: Path) -> Iterator[Record]:
-    try:
-        with tarfile.open(archive, "r|*") as tar:
-            for member in tar:
-                found = _split_class(member.name.split("/"))
-                if member.isfile() and found:
-                    handle = tar.extractfile(member)
-                    assert handle is not None
-                    yield found[0], found[1], f"{archive}:{member.name}", handle.read()
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DatasetError(f"{archive}: truncated or corrupt archive ({exc})", archive) from exc
+    for name, data in read_tar_files(archive, lambda name: _split_class(name.split("/")) is not None):
+        split, cls = _split_class(name.split("/"))  # type: ignore[misc]
+        yield split, cls, f"{archive}:{name}", data
 
 
 def _iter_folder(folder: Path) -> Iterator[Record]:
