@@ -271,3 +271,32 @@ def test_validation_at_start_gives_the_curve_origin(tmp_path: Path) -> None:
     _, d = run(tmp_path, val_at_start=True, val_every=0.5)
     vals = read_metrics(d / "metrics.jsonl", "val")
     assert [v["step"] for v in vals] == [0, 2, 4] and vals[0]["fb_passes"] == 0 and vals[0]["wall_s"] == 0
+
+
+def test_resumed_ranks_keep_distinct_random_streams() -> None:
+    """Rank 0 continues its saved streams exactly; another rank (whose streams no checkpoint holds) re-seeds from
+    (seed, rank, step): the same on every resume, and not rank 0's, so ranks never share random starts."""
+    import random
+
+    import numpy as np
+
+    from gradguard.training.trainer import _restore_rng, _rng_tensors
+
+    cpu = torch.device("cpu")
+    py_state, np_state = random.getstate(), np.random.get_state()  # seed_everything reseeds these too
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        g = torch.Generator().manual_seed(5)
+        saved = _rng_tensors(g, cpu)
+        expected = (torch.randn(4, generator=g), torch.randn(4))
+        draws: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        for rank in (0, 1, 2, 1):
+            g2 = torch.Generator()
+            _restore_rng(saved, g2, cpu, seed=0, rank=rank, step=10)
+            draws.setdefault(rank, []).append((torch.randn(4, generator=g2), torch.randn(4)))
+    random.setstate(py_state)
+    np.random.set_state(np_state)
+    assert all(torch.equal(a, b) for a, b in zip(draws[0][0], expected, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(draws[1][0], draws[1][1], strict=True))
+    firsts = [draws[r][0][0] for r in (0, 1, 2)] + [draws[r][0][1] for r in (0, 1, 2)]
+    assert len({tuple(t.tolist()) for t in firsts}) == 6

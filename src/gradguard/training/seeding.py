@@ -2,7 +2,8 @@
 
 Library code never seeds global state; it takes a `torch.Generator`. A *run* still needs the global RNG fixed once,
 because weight initialisation and dropout draw from it; `seed_everything` is that single, named place, called by
-`gradguard.training.train` at the start of a run (and nowhere else).
+`gradguard.training.train` at the start of a run (and, under torchrun, once more per rank at the start and when a
+rank other than 0 resumes), nowhere else.
 """
 
 from __future__ import annotations

@@ -144,11 +144,20 @@ def _rng_tensors(recipe_gen: torch.Generator, device: torch.device) -> dict[str,
     return out
 
 
-def _restore_rng(tensors: dict[str, Tensor], recipe_gen: torch.Generator, device: torch.device) -> None:
-    torch.random.set_rng_state(tensors["rng.torch_cpu"])
-    recipe_gen.set_state(tensors["rng.recipe"])
-    if device.type == "cuda" and "rng.cuda" in tensors:
-        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+def _restore_rng(tensors: dict[str, Tensor], recipe_gen: torch.Generator, device: torch.device, *, seed: int,
+                 rank: int, step: int) -> None:
+    """Rank 0 continues its saved streams exactly. Only rank 0 writes checkpoints, so another rank cannot have its
+    own streams back: it re-seeds its global RNGs and recipe Generator from (seed, rank, step), deterministic and
+    distinct from every other rank's (taking rank 0's state would give all ranks the same random starts and dropout
+    masks from then on)."""
+    if rank == 0:
+        torch.random.set_rng_state(tensors["rng.torch_cpu"])
+        recipe_gen.set_state(tensors["rng.recipe"])
+        if device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+        return
+    seed_everything(derive_seed(seed, "rank", rank, "resume", step))
+    recipe_gen.manual_seed(derive_seed(seed, "recipe", rank, "resume", step))
 
 
 # --------------------------------------------------------------------------------------------------- the loop
@@ -260,8 +269,8 @@ class _Run:
         self.optimizer.load_state_dict(unflatten_state(meta["optimizer"], tensors))
         recipe_state = {k[len("recipe."):]: v for k, v in tensors.items() if k.startswith("recipe.")}
         self.recipe.load_state_dict(recipe_state)
-        _restore_rng(tensors, self.recipe_gen, self.device)
         self.p = Progress(**meta["progress"])
+        _restore_rng(tensors, self.recipe_gen, self.device, seed=self.cfg.seed, rank=self.info.rank, step=self.p.step)
 
     # -- checkpoints ----------------------------------------------------------------------------------------
     def _state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
