@@ -131,7 +131,11 @@ def test_dump_round_trips_nested_and_special_values() -> None:
     assert "[train.recipe_args]" in text
 
 
-def test_recipe_settings_fill_defaults() -> None:
+def test_recipe_record_fills_defaults() -> None:
+    """The record a checkpoint keeps (and resume compares) has every setting, not only the recipe_args given."""
+    from gradguard.training import build_recipe
+
     cfg = parse_config({"train": {"recipe": "trades", "recipe_args": {"beta": 1.0}}})
-    settings = cfg.recipe_settings()
-    assert settings["beta"] == 1.0 and settings["steps"] == 10 and settings["bn_mode"] == "eval"
+    settings = build_recipe(cfg.train.recipe, **cfg.train.recipe_args).describe()
+    assert settings["name"] == "trades" and settings["beta"] == 1.0
+    assert settings["steps"] == 10 and settings["bn_mode"] == "eval"

@@ -149,13 +149,6 @@ class ExperimentConfig(_Strict):
             raise ValueError("\n".join(problems))
         return self
 
-    def recipe_settings(self) -> dict[str, Any]:
-        """The recipe's settings with its defaults filled in (for the run record)."""
-        from gradguard.training.recipes import recipe_class
-
-        cls = recipe_class(self.train.recipe)
-        return cls.Config(**self.train.recipe_args).model_dump()  # type: ignore[attr-defined]
-
 
 def _check_recipe_args(recipe: str, args: dict[str, Any]) -> list[str]:
     from gradguard.training.recipes import recipe_class
