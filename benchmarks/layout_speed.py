@@ -58,7 +58,7 @@ def measure(name: str, dataset: str, batch: int, kind: str | None, repeats: int,
     y = torch.randint(0, spec.num_classes, (batch,))
     x_cl = x.contiguous(memory_format=torch.channels_last)
     row: dict[str, object] = {"model": name if kind is None else f"{name} + {kind}", "batch": batch}
-    for kind, fn, mode in (("train_step", _train_step, "train"), ("attack_pass", _attack_pass, "eval")):
+    for phase, fn, mode in (("train_step", _train_step, "train"), ("attack_pass", _attack_pass, "eval")):
         for m in (nchw, cl):
             m.train(mode == "train")
             for p in m.parameters():
@@ -74,7 +74,7 @@ def measure(name: str, dataset: str, batch: int, kind: str | None, repeats: int,
                     f()
                 times[k].append((time.perf_counter() - t0) / inner)
         med = {k: statistics.median(v) for k, v in times.items()}
-        row[kind] = {
+        row[phase] = {
             "contiguous_ms": round(1000 * med["contiguous"], 2),
             "channels_last_ms": round(1000 * med["channels_last"], 2),
             "speedup": round(med["contiguous"] / med["channels_last"], 3),
