@@ -5,7 +5,7 @@ backward to the parameters) and one attack pass (forward + backward to the input
 layouts, interleaved, and reports the ratio. This is the measurement behind gradguard's attacks choosing
 channels-last for conv nets on CPU and behind `train.channels_last` (docs/attacks.md, docs/training.md).
 
-    .venv/bin/python benchmarks/layout_speed.py                  # one thread, about five minutes
+    .venv/bin/python benchmarks/layout_speed.py                  # one thread, two to five minutes
 """
 
 from __future__ import annotations
