@@ -128,6 +128,13 @@ def test_chained_attacks_only_points_still_robust_and_records_both_views() -> No
     assert torch.equal(indep.success, chained.success)
 
 
+def test_quick_marks_only_the_named_suites_it_shrinks() -> None:
+    """`quick` has no effect on a dict of attacks, so such a result must not be labelled quick."""
+    x, y = quadrant_data(12)
+    res = evaluate(Quadrant(), x, y, {"oracle": lambda eps: Oracle(eps)}, eps=[0.1], quick=True, run_checks=False)
+    assert res.suite_label == "custom" and "suite=custom " in res.summary()
+
+
 def test_factories_get_each_eps_and_instances_must_match() -> None:
     x, y = quadrant_data(12)
     res = evaluate(Quadrant(), x, y, {"oracle": lambda eps: Oracle(eps)}, eps=[0.1, 0.2, 0.3], run_checks=False)

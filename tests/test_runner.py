@@ -67,6 +67,9 @@ def test_results_agree_with_evaluation_and_report(finished_run):
     worst = f"| 0.3 | {100 * evaluation.clean_accuracy:.2f} |"
     assert worst in (out / "report.md").read_text()
     assert evaluation.robust_accuracy[1] <= evaluation.robust_accuracy[0]
+    # the config asks for the quick suite: every place that shows the numbers says so
+    assert evaluation.suite_label == "standard (quick)" and "suite=standard (quick)" in evaluation.summary()
+    assert "**Quick suite**" in (out / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -106,6 +109,15 @@ def test_results_table_is_built_from_archived_results(finished_run, tmp_path):
     table = write_results_table(tmp_path / "archive", tmp_path / "results.md").read_text()
     acc = json.loads((out / "results.json").read_text())["evaluation"]["robust_accuracy"]
     assert f"0.3: {100 * acc[1]:.1f}" in table and "`gradguard run tiny.toml`" in table
+    assert "| standard (quick) n=30 m=1 k=1 |" in table
+
+
+def test_machine_line_names_the_training_threads_when_they_differ():
+    from gradguard.runner import _machine
+
+    env = {"device": "cpu", "machine": "x86_64", "processor_count": 2, "torch_threads": 2}
+    assert _machine(env, 1) == "cpu (x86_64), 2 CPU cores, torch threads: 1 training, 2 evaluation"
+    assert _machine(env, 2) == _machine(env, 0) == "cpu (x86_64), 2 CPU cores, 2 torch threads"
 
 
 def test_resume_of_a_finished_run_refuses_a_different_training_config(tmp_path):

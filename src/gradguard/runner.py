@@ -108,7 +108,7 @@ def run_experiment(
         "name": cfg.name,
         "command": command,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": _machine(env),
+        "machine": _machine(env, cfg.train.threads),
         "seed": cfg.seed,
         "dataset": dataset,
         "model": {"name": cfg.model.name, "randomization": cfg.model.randomization,
@@ -160,13 +160,17 @@ def _check_same_training(cfg: ExperimentConfig, out: Path) -> None:
                           f"{', '.join(differ)}; only eval.* may change when a finished run is evaluated again")
 
 
-def _machine(env: dict[str, Any]) -> str:
+def _machine(env: dict[str, Any], train_threads: int = 0) -> str:
+    """One line for the results table. `env` is taken after training, which may have run on its own
+    `train.threads` (restored afterwards): then both counts are given."""
     device = env.get("device_name") or env.get("device") or "cpu"
     cpus = env.get("processor_count")
     threads = env.get("torch_threads")
     text = f"{device} ({env.get('machine', '?')})"
     if cpus:
         text += f", {cpus} CPU cores"
-    if threads:
+    if threads and train_threads and train_threads != threads:
+        text += f", torch threads: {train_threads} training, {threads} evaluation"
+    elif threads:
         text += f", {threads} torch threads"
     return text

@@ -330,7 +330,7 @@ def evaluate(
     result = EvalResult(
         eps=eps_list, norm=norm, m=m, k=k_eff, seed=seed, mode=mode, suite=suite, randomized=randomized,
         clean_correct=clean_correct, clean_correct_single=clean_single, success=worst, attacks=records,
-        meta=_meta(model, device, wall_total, world, batch_size, quick, num_classes),
+        meta=_meta(model, device, wall_total, world, batch_size, quick and suite != "custom", num_classes),
     )
     result.flags = [checks.randomness_flag(randomized, max_diff, k_eff, m)]
     result.flags.append(checks.gradient_free_flag(succ_full, tried_full, kinds, clean_correct))

@@ -166,6 +166,11 @@ class EvalResult:
         return out
 
     @property
+    def suite_label(self) -> str:
+        """The suite's name, marked when its reduced CPU setting ran: the quick suite overstates robustness."""
+        return f"{self.suite} (quick)" if self.meta.get("quick") else self.suite
+
+    @property
     def triggered_flags(self) -> list[Flag]:
         return [f for f in self.flags if f.triggered]
 
@@ -240,7 +245,7 @@ class EvalResult:
     def summary(self) -> str:
         """A plain-text table: clean accuracy, robust accuracy per eps and attack, and every masking flag."""
         lines = [
-            f"evaluation: n={self.n} norm={self.norm} suite={self.suite} mode={self.mode} "
+            f"evaluation: n={self.n} norm={self.norm} suite={self.suite_label} mode={self.mode} "
             f"m={self.m} k={self.k} seed={self.seed} randomized={'yes' if self.randomized else 'no'}",
         ]
         clean = f"clean accuracy: {100 * self.clean_accuracy:.2f}%"

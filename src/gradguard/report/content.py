@@ -33,6 +33,10 @@ def _dataset_line(r: RunRecord) -> str:
 def _protocol_line(ev: dict[str, Any]) -> str:
     text = (f"Evaluation on {ev.get('n')} test images, {ev.get('norm')} threat model, suite `{ev.get('suite')}` "
             f"({ev.get('mode')} worst case), seed {ev.get('seed')}.")
+    if (ev.get("meta") or {}).get("quick"):
+        text += (" **Quick suite**: the reduced CPU setting (20 APGD steps, 3 APGD-T targets, 500 Square queries"
+                 " instead of 100, 9 and 5000), for smoke runs; it overstates robust accuracy, so report the full"
+                 " suite (`eval.quick = false`).")
     if ev.get("randomized"):
         text += (f" Randomized model: predictions average m={ev.get('m')} draws; gradient attacks use EOT over "
                  f"k={ev.get('k')} draws; a point counts as robust only if the m-draw prediction stays correct.")

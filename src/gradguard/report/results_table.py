@@ -41,6 +41,11 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}"
 
 
+def _suite(ev: dict) -> str:
+    """The suite's name, marked when the reduced CPU setting ran (it overstates robust accuracy)."""
+    return f"{ev['suite']} (quick)" if (ev.get("meta") or {}).get("quick") else ev["suite"]
+
+
 def results_document(archive: str | Path) -> Document:
     rows = []
     for path in sorted(Path(archive).glob("*.json")):
@@ -51,7 +56,7 @@ def results_document(archive: str | Path) -> Document:
         rows.append([
             r["name"], ds["name"] + (" (lossy JPEG copy)" if ds.get("lossy") else ""),
             model["name"] + (f" + {rand}" if rand != "none" else ""), (tr.get("recipe") or {}).get("name", "?"),
-            _pct(ev["clean_accuracy"]), robust, f"{ev['suite']} n={ev['n']} m={ev['m']} k={ev['k']}",
+            _pct(ev["clean_accuracy"]), robust, f"{_suite(ev)} n={ev['n']} m={ev['m']} k={ev['k']}",
             ", ".join(f["name"] for f in ev.get("flags", []) if f["triggered"]) or "none",
             f"{tr.get('wall_s') or 0:,.0f}", f"`{r['command']}`", r["machine"], r["date"],
         ])
