@@ -9,14 +9,15 @@ from typing import Any
 
 HELP = "evaluate an exported model against an attack suite (worst case, m-draw protocol, masking checks)"
 EPILOG = """examples:
-  gradguard eval --checkpoint runs/mnist-sgn/model.safetensors --eps 0.1 0.2 0.3 --quick --n 200
-  gradguard eval --checkpoint runs/mnist-sgn --suite standard --eps 0.3 --n 1000 --out runs/mnist-sgn/eval.json
+  gradguard eval --checkpoint runs/mnist-sgn-quick/model.safetensors --eps 0.1 0.2 0.3 --quick --n 200
+  gradguard eval --checkpoint runs/mnist-sgn-quick --suite standard --eps 0.3 --out runs/mnist-sgn-quick/eval.json
   gradguard eval --checkpoint runs/cifar-rse --suite rand --eps 0.031 --m 10 --k 20 --dataset cifar10
   gradguard eval --checkpoint runs/mnist-at --norm l2 --eps 1 2 --mode independent   # per-attack numbers too
   torchrun --nproc_per_node 2 -m gradguard eval --checkpoint runs/cifar-at --eps 0.031   # test set sharded
 
-Suites: 'standard' = APGD-CE, APGD-T (DLR), Square; 'rand' = APGD-CE and APGD-DLR with EOT over k=20 draws
-(AutoAttack's defaults: 100 steps, 9 targets, 5000 queries; --quick: 20 steps, 3 targets, 500 queries).
+Suites: 'standard' = APGD-CE, APGD-T (DLR), Square; 'rand' = APGD-CE and APGD-DLR with EOT over k=20 draws,
+then Square on the same k draws (AutoAttack's defaults: 100 steps, 9 targets, 5000 queries; --quick: 20 steps,
+3 targets, 500 queries, for smoke runs only: it overstates robust accuracy).
 --eps defaults to 0.3 (MNIST-like) or 8/255 (CIFAR-10, STL-10) for linf, 2.0 or 0.5 for l2.
 The n points are the first n of the test split. Exit status 3 with --strict when a masking check fires.
 """
