@@ -133,6 +133,9 @@ def test_quick_marks_only_the_named_suites_it_shrinks() -> None:
     x, y = quadrant_data(12)
     res = evaluate(Quadrant(), x, y, {"oracle": lambda eps: Oracle(eps)}, eps=[0.1], quick=True, run_checks=False)
     assert res.suite_label == "custom" and "suite=custom " in res.summary()
+    d = res.to_dict()
+    d["meta"] = None  # a hand-made or foreign record without metadata still loads
+    assert EvalResult.from_dict(d).suite_label == "custom"
 
 
 def test_factories_get_each_eps_and_instances_must_match() -> None:

@@ -69,7 +69,8 @@ def test_results_agree_with_evaluation_and_report(finished_run):
     assert evaluation.robust_accuracy[1] <= evaluation.robust_accuracy[0]
     # the config asks for the quick suite: every place that shows the numbers says so
     assert evaluation.suite_label == "standard (quick)" and "suite=standard (quick)" in evaluation.summary()
-    assert "**Quick suite**" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "suite `standard` (quick)" in report and "**Quick suite**" in report
 
 
 @pytest.mark.slow

@@ -103,7 +103,8 @@ def _evaluate(args: argparse.Namespace, rank: int, device: str) -> int:
     eps = args.eps
     if eps is None:
         eps = [_DEFAULT_EPS[(args.norm, "rgb" if test.spec.channels == 3 else "small")]]
-    say(f"evaluating {path} on {len(test)} {dataset} test points ({test.source}), suite {args.suite}, "
+    suite = args.suite + (" (quick: overstates robust accuracy)" if args.quick else "")
+    say(f"evaluating {path} on {len(test)} {dataset} test points ({test.source}), suite {suite}, "
         f"{args.norm} eps {eps}, m={args.m}, k={args.k or 'suite default'}, {args.mode}, device {device}")
     x, y = test.tensors()
     try:

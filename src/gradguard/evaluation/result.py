@@ -226,7 +226,7 @@ class EvalResult:
             success=decode_bits(d["success"]).view(len(d["eps"]), int(d["n"])),
             attacks={name: AttackRecord.from_dict(a) for name, a in d["attacks"].items()},
             flags=[Flag.from_dict(f) for f in d["flags"]],
-            meta=dict(d.get("meta", {})),
+            meta=dict(d.get("meta") or {}),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:

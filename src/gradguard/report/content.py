@@ -31,12 +31,14 @@ def _dataset_line(r: RunRecord) -> str:
 
 
 def _protocol_line(ev: dict[str, Any]) -> str:
-    text = (f"Evaluation on {ev.get('n')} test images, {ev.get('norm')} threat model, suite `{ev.get('suite')}` "
+    quick = bool((ev.get("meta") or {}).get("quick"))
+    suite = f"`{ev.get('suite')}`" + (" (quick)" if quick else "")
+    text = (f"Evaluation on {ev.get('n')} test images, {ev.get('norm')} threat model, suite {suite} "
             f"({ev.get('mode')} worst case), seed {ev.get('seed')}.")
-    if (ev.get("meta") or {}).get("quick"):
-        text += (" **Quick suite**: the reduced CPU setting (20 APGD steps, 3 APGD-T targets, 500 Square queries"
-                 " instead of 100, 9 and 5000), for smoke runs; it overstates robust accuracy, so report the full"
-                 " suite (`eval.quick = false`).")
+    if quick:
+        text += (" **Quick suite**: the reduced CPU setting (20 instead of 100 APGD steps, 500 instead of 5000 Square"
+                 " queries, 3 instead of 9 APGD-T targets where the suite has APGD-T), for smoke runs; it overstates"
+                 " robust accuracy, so report the full suite (`eval.quick = false`).")
     if ev.get("randomized"):
         text += (f" Randomized model: predictions average m={ev.get('m')} draws; gradient attacks use EOT over "
                  f"k={ev.get('k')} draws; a point counts as robust only if the m-draw prediction stays correct.")
