@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from gradguard.atomic import atomic_write_text
 from gradguard.attacks import APGD, CWL2, PGD
-from gradguard.models.layout import channels_last_layout, wants_channels_last
+from gradguard.layout import channels_last_layout, wants_channels_last
 from gradguard.passes import PassCounter
 
 OUT = Path(__file__).resolve().parent / "results" / "attack_speed"

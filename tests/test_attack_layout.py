@@ -9,7 +9,7 @@ from torch import nn
 
 from gradguard.attacks import PGD
 from gradguard.gradients import input_gradient
-from gradguard.models.layout import channels_last_layout, wants_channels_last
+from gradguard.layout import channels_last_layout, wants_channels_last
 
 
 def conv_net(seed: int = 0) -> nn.Module:

@@ -23,7 +23,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
-from gradguard.atomic import atomic_write_bytes, atomic_write_text
+from gradguard.atomic import atomic_write_bytes
 
 __all__ = [
     "CheckpointError",
@@ -35,8 +35,6 @@ __all__ = [
     "save_model",
     "load_model",
     "network_from_info",
-    "atomic_write_bytes",
-    "atomic_write_text",
 ]
 
 _META_KEY = "gradguard"

@@ -16,7 +16,10 @@ from torch import Tensor, nn
 
 from gradguard.losses import LossFn, get_loss
 
-__all__ = ["input_gradient", "forward_scores", "bpda", "BPDAWrapper"]
+__all__ = ["input_gradient", "forward_scores", "bpda", "BPDAWrapper", "Model"]
+
+#: What attacks and gradient estimators accept: a module, or any function from a batch to logits.
+Model = nn.Module | Callable[[Tensor], Tensor]
 
 
 #: Default cap on rows (samples x draws) per forward pass when `chunk_size` is None. Measured on the 2-core CPU dev
@@ -49,7 +52,7 @@ def _scores(logits: Tensor, n: int, eot: int) -> Tensor:
 
 
 def input_gradient(
-    model: nn.Module | Callable[[Tensor], Tensor],
+    model: Model,
     x: Tensor,
     y: Tensor,
     loss_fn: str | LossFn,
@@ -109,7 +112,7 @@ def input_gradient(
 
 @torch.no_grad()
 def forward_scores(
-    model: nn.Module | Callable[[Tensor], Tensor],
+    model: Model,
     x: Tensor,
     *,
     eot: int = 1,
@@ -163,7 +166,7 @@ class BPDAWrapper(nn.Module):
     """A module whose forward is `module` and whose backward is `approx` (identity when None)."""
 
     def __init__(
-        self, module: nn.Module | Callable[[Tensor], Tensor], approx: Callable[[Tensor], Tensor] | None = None
+        self, module: Model, approx: Callable[[Tensor], Tensor] | None = None
     ) -> None:
         super().__init__()
         self.inner = module

@@ -16,12 +16,12 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from gradguard.gradients import forward_scores, input_gradient
+from gradguard.gradients import Model, forward_scores, input_gradient
+from gradguard.layout import channels_last_layout, wants_channels_last
 from gradguard.losses import LossFn, success
-from gradguard.models.layout import Model, channels_last_layout, wants_channels_last
 from gradguard.threat import ThreatModel, threat_model
 
-__all__ = ["Attack", "eval_mode", "channels_last_layout", "wants_channels_last", "Model"]
+__all__ = ["Attack", "eval_mode", "Model"]
 
 
 @contextmanager

@@ -1,20 +1,20 @@
 """Memory layout of a model's weights on CPU: when channels-last pays, and a context that holds it for a while.
 
-Attacks use it (`gradguard.attacks.base` re-exports both names); it is a property of the model and the device,
-so it lives with the models.
+Attacks use it to pick and hold the layout for the duration of a call. A leaf module (torch only), so that
+importing the attacks loads neither the model zoo nor the data package.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["wants_channels_last", "channels_last_layout"]
+from gradguard.gradients import Model
 
-Model = nn.Module | Callable[[Tensor], Tensor]
+__all__ = ["wants_channels_last", "channels_last_layout"]
 
 
 def wants_channels_last(model: Model, x: Tensor) -> bool:
@@ -53,14 +53,14 @@ def channels_last_layout(model: Model, enabled: bool = True) -> Iterator[Model]:
         for p in model.parameters():
             if isinstance(p, nn.parameter.UninitializedParameter) or p.dim() != 4:
                 continue
-            # empty_like gives the canonical channels-last strides. `contiguous(memory_format=...)` would leave a
-            # one-input-channel weight (the first conv on grey images) as it is, since it already counts as
-            # channels-last; its output would then stay NCHW and every later layer would pay a reorder.
-            cl = torch.empty_like(p.data, memory_format=torch.channels_last)
-            if cl.stride() == p.data.stride():
+            # `.to` gives the canonical channels-last strides, also to a one-input-channel weight (the first conv
+            # on grey images), which `contiguous(memory_format=...)` would leave NCHW since it already counts as
+            # channels-last: its output would then stay NCHW and every later layer would pay a reorder.
+            cl = p.data.to(memory_format=torch.channels_last)
+            if cl is p.data:
                 continue
             saved.append((p, p.data))
-            p.data = cl.copy_(p.data)
+            p.data = cl
         yield model
     finally:
         for p, data in saved:
