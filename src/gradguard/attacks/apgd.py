@@ -65,10 +65,7 @@ class APGD(Attack):
     def _perturb(self, model: Model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         loss_fn = get_loss(self.loss, targeted=self.targeted)
         lt = target if self.targeted else None
-        best = _Best(x)
-        if self._trusts_clean_check():
-            scores, loss0 = self._scores_loss(model, x, y, loss_fn, lt)
-            best.merge(torch.arange(x.shape[0], device=x.device), x, loss0, self._success(scores, y, target), True)
+        best = self._clean_start(model, x, y, loss_fn, target)
         for _ in range(self.restarts):
             if not self._run(model, x, y, loss_fn, lt, target, best):
                 break

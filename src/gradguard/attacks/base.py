@@ -276,6 +276,18 @@ class Attack:
         """
         return self.eot == 1
 
+    def _clean_start(
+        self, model: Model, x: Tensor, y: Tensor, loss_fn: LossFn, target: Tensor | None
+    ) -> _Best:
+        """Best points seeded with the clean inputs when the clean check is trusted, so that a point already
+        misclassified needs no attack; under EOT nothing is seeded (`_trusts_clean_check`)."""
+        best = _Best(x)
+        if self._trusts_clean_check():
+            scores, loss = self._scores_loss(model, x, y, loss_fn, target if self.targeted else None)
+            every = torch.arange(x.shape[0], device=x.device)
+            best.merge(every, x, loss, self._success(scores, y, target), first=True)
+        return best
+
     def _to_attack(self, done: Tensor) -> Tensor:
         """Indices of the samples a (re)start must attack.
 

@@ -74,10 +74,7 @@ class PGD(Attack):
         loss_fn = self._loss_fn()
         alpha = self._step_size()
         first = self.early_stop
-        best = _Best(x)
-        if self._trusts_clean_check():
-            scores, loss0 = self._scores_loss(model, x, y, loss_fn, target if self.targeted else None)
-            best.merge(torch.arange(x.shape[0], device=x.device), x, loss0, self._success(scores, y, target), first)
+        best = self._clean_start(model, x, y, loss_fn, target)
         for r in range(self.restarts):
             idx = self._to_attack(best.ok)
             if idx.numel() == 0:

@@ -16,7 +16,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from gradguard.attacks.base import Attack, Model, _Best, _bshape
+from gradguard.attacks.base import Attack, Model, _bshape
 from gradguard.losses import get_loss
 
 __all__ = ["Square", "p_schedule"]
@@ -100,25 +100,16 @@ class Square(Attack):
         if x.dim() != 4:
             raise ValueError(f"Square needs image batches (N, C, H, W), got shape {tuple(x.shape)}")
         loss_fn = get_loss(self.loss, targeted=self.targeted)
-        lt = target if self.targeted else None
-        out = x.clone()
-        if self._trusts_clean_check():
-            sc, out_loss = self._scores_loss(model, x, y, loss_fn, lt)
-            out_ok = self._success(sc, y, target)
-        else:
-            out_ok = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-            out_loss = torch.full((x.shape[0],), float("-inf"), device=x.device, dtype=x.dtype)
+        best = self._clean_start(model, x, y, loss_fn, target)
         for _ in range(self.restarts):
-            idx = self._to_attack(out_ok)
+            idx = self._to_attack(best.ok)
             if idx.numel() == 0:
                 break
             t = None if target is None else target[idx]
             xb, lb, okb = self._run(model, x[idx], y[idx], t, loss_fn)
             # (success, loss) priority, a success never replaced by a failure: one rule with PGD and APGD
-            better = _Best.better(okb, lb, out_ok[idx], out_loss[idx], first=False)
-            rows = idx[better]
-            out[rows], out_loss[rows], out_ok[rows] = xb[better], lb[better], okb[better]
-        return out
+            best.merge(idx, xb, lb, okb, first=False)
+        return best.x
 
     def _run(self, model: Model, x: Tensor, y: Tensor, target: Tensor | None, loss_fn) -> tuple[Tensor, Tensor, Tensor]:
         gen, eps = self.gen, self.threat.eps
