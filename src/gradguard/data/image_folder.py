@@ -51,7 +51,7 @@ def _split_class(parts: Sequence[str]) -> tuple[str, str] | None:
 
 def _iter_archive(archive: Path) -> Iterator[Record]:
     for name, data in read_tar_files(archive, lambda name: _split_class(name.split("/")) is not None):
-        split, cls = _split_class(name.split("/"))  # type: ignore[misc]
+        split, cls = _split_class(name.split("/"))  # type: ignore[misc]  # accepted above, so not None
         yield split, cls, f"{archive}:{name}", data
 
 

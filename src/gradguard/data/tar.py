@@ -43,15 +43,13 @@ def _wanted_files(tar: TarFile, wanted: Callable[[str], bool]) -> Iterator[tuple
             yield member.name, handle
 
 
-def read_tar_files(
-    archive: Path, wanted: Callable[[str], bool], *, what: str = "archive", where: object = None
-) -> Iterator[tuple[str, bytes]]:
+def read_tar_files(archive: Path, wanted: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
     """(member name, bytes) of every regular file whose member name `wanted` accepts, in archive order.
 
-    Each member is read inside the helper, so a truncated archive raises `DatasetError` naming `where` (default:
-    the archive) instead of a tarfile or zlib error at the caller. Meant for files that fit in memory.
+    Each member is read inside the helper, so a truncated archive raises `DatasetError` naming the archive instead
+    of a tarfile or zlib error at the caller. Meant for files that fit in memory.
     """
-    with _corrupt_as_dataset_error(where or archive, what), open_tar(archive, "r|*") as tar:
+    with _corrupt_as_dataset_error(archive, "archive"), open_tar(archive, "r|*") as tar:
         for name, handle in _wanted_files(tar, wanted):
             yield name, handle.read()
 
