@@ -8,7 +8,7 @@ from typing import Any
 
 from gradguard.report.document import Code, Document, Flags, Heading, Image, Paragraph, Table
 from gradguard.report.plots import line_plot
-from gradguard.report.records import RunRecord
+from gradguard.report.records import RunRecord, ran_quick
 
 __all__ = ["run_document", "comparison_document"]
 
@@ -31,7 +31,7 @@ def _dataset_line(r: RunRecord) -> str:
 
 
 def _protocol_line(ev: dict[str, Any]) -> str:
-    quick = bool((ev.get("meta") or {}).get("quick"))
+    quick = ran_quick(ev)
     suite = f"`{ev.get('suite')}`" + (" (quick)" if quick else "")
     text = (f"Evaluation on {ev.get('n')} test images, {ev.get('norm')} threat model, suite {suite} "
             f"({ev.get('mode')} worst case), seed {ev.get('seed')}.")

@@ -9,7 +9,7 @@ from typing import Any
 
 from gradguard.runlog import read_metrics
 
-__all__ = ["RunRecord", "load_run", "RESULTS_SCHEMA"]
+__all__ = ["RunRecord", "load_run", "RESULTS_SCHEMA", "ran_quick"]
 
 RESULTS_SCHEMA = "gradguard.results/1"
 
@@ -67,3 +67,9 @@ def load_run(run_dir: str | Path) -> RunRecord:
         metrics=read_metrics(run_dir / "metrics.jsonl", missing_ok=True),
         config_text=config.read_text(encoding="utf-8") if config.exists() else "",
     )
+
+
+def ran_quick(evaluation: dict[str, Any]) -> bool:
+    """Whether an evaluation record (`EvalResult.to_dict()`) ran a suite in its quick setting, which overstates
+    robust accuracy: reports and the results table mark it (`EvalResult.suite_label` does the same for objects)."""
+    return bool((evaluation.get("meta") or {}).get("quick"))

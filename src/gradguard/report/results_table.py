@@ -9,7 +9,7 @@ from typing import Any
 from gradguard.atomic import atomic_write_text
 from gradguard.report.document import Document, Paragraph, Table
 from gradguard.report.files import write_json_atomic
-from gradguard.report.records import RESULTS_SCHEMA
+from gradguard.report.records import RESULTS_SCHEMA, ran_quick
 
 __all__ = ["archive_results", "results_document", "write_results_table"]
 
@@ -43,7 +43,7 @@ def _pct(v: float | None) -> str:
 
 def _suite(ev: dict) -> str:
     """The suite's name, marked when the reduced CPU setting ran (it overstates robust accuracy)."""
-    return f"{ev['suite']} (quick)" if (ev.get("meta") or {}).get("quick") else ev["suite"]
+    return f"{ev['suite']} (quick)" if ran_quick(ev) else ev["suite"]
 
 
 def results_document(archive: str | Path) -> Document:

@@ -40,7 +40,7 @@ from gradguard.checkpoint import (
 from gradguard.config import ExperimentConfig, dump_config
 from gradguard.passes import PassCounter
 from gradguard.provenance import environment
-from gradguard.runlog import MetricsLog
+from gradguard.runlog import MetricsLog, read_metrics
 from gradguard.threat import threat_model
 from gradguard.training import distributed as ddp
 from gradguard.training.optim import build_optimizer, set_lr
@@ -497,8 +497,6 @@ class _Run:
 
     def _finish(self) -> dict[str, Any]:
         main = self.info.is_main
-        from gradguard.runlog import read_metrics
-
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "name": self.cfg.name,
                                    "recipe": self.recipe.describe(),
                                    **{k: v for k, v in asdict(self.p).items() if k not in ("metrics_offset",)},
