@@ -14,8 +14,9 @@ from torch import Tensor, nn
 
 from gradguard.gradients import input_gradient
 from gradguard.threat import ThreatModel
+from gradguard.training.modes import BNMode, crafting_mode
 
-__all__ = ["pgd_maximize"]
+__all__ = ["pgd_maximize", "craft_in_mode"]
 
 
 def pgd_maximize(model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel, *, steps: int, alpha: float,
@@ -29,3 +30,14 @@ def pgd_maximize(model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel, *,
         grad, _ = input_gradient(model, x_adv, y, loss, eot=eot)
         x_adv = threat.project(threat.step(x_adv, grad, alpha), x)
     return x_adv.detach()
+
+
+def craft_in_mode(model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel, *, bn_mode: BNMode, steps: int,
+                  alpha: float, random_start: bool, generator: torch.Generator, eot: int = 1) -> Tensor:
+    """`pgd_maximize` under a recipe's crafting mode (`training.modes`): what PGD-AT, Fast-AT, GradDiv and Adv-BNN
+    train on. At eps 0 (an eps ramp-up, a warm-up) the clean batch, at no cost."""
+    if threat.eps <= 0:
+        return x
+    with crafting_mode(model, bn_mode):
+        return pgd_maximize(model, x, y, threat, steps=steps, alpha=alpha, random_start=random_start,
+                            generator=generator, eot=eot)

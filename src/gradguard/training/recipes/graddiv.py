@@ -15,8 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from gradguard.graddiv import draw_gradients, graddiv_penalty, mean_resultant_length, unit_directions
-from gradguard.training.craft import pgd_maximize
-from gradguard.training.modes import crafting_mode
+from gradguard.training.craft import craft_in_mode
 from gradguard.training.recipe import Recipe, StepContext, StepOutput
 
 __all__ = ["GradDivRecipe", "craft_pgd", "ramp"]
@@ -41,22 +40,9 @@ def craft_pgd(
     PGD-AT does; the evaluation `attacks.PGD` would leave samples misclassified at their clean point untouched
     (early in training, almost all of them). Crafted in eval mode with frozen parameters, restored afterwards.
     """
-    eps = ctx.threat.eps
-    if eps <= 0:
-        return x
-    with crafting_mode(model, "eval"):
-        x_adv = pgd_maximize(
-            model,
-            x,
-            y,
-            ctx.threat,
-            steps=steps,
-            alpha=alpha if alpha is not None else 2.5 * eps / steps,
-            random_start=True,
-            generator=ctx.generator,
-            eot=eot,
-        )
-    return x_adv.detach()
+    alpha = alpha if alpha is not None else 2.5 * ctx.threat.eps / steps
+    return craft_in_mode(model, x, y, ctx.threat, bn_mode="eval", steps=steps, alpha=alpha, random_start=True,
+                         generator=ctx.generator, eot=eot)
 
 
 def elbo_kl(model: nn.Module, kl_weight: float, n_train: int) -> Tensor:

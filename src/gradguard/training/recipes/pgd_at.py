@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from gradguard.training.craft import pgd_maximize
-from gradguard.training.modes import BNMode, crafting_mode
+from gradguard.training.craft import craft_in_mode
+from gradguard.training.modes import BNMode
 from gradguard.training.recipe import Recipe, StepContext, StepOutput
 
 __all__ = ["PGDATRecipe", "PGDATConfig"]
@@ -51,10 +51,7 @@ def adversarial_ce_step(
     bn_mode: BNMode,
 ) -> StepOutput:
     """Cross-entropy on PGD examples crafted with `steps` steps of size `alpha` (Fast-AT is the one-step case)."""
-    x_adv = x
-    if ctx.threat.eps > 0:
-        with crafting_mode(model, bn_mode):
-            x_adv = pgd_maximize(model, x, y, ctx.threat, steps=steps, alpha=alpha, random_start=random_start,
-                                 generator=ctx.generator)
+    x_adv = craft_in_mode(model, x, y, ctx.threat, bn_mode=bn_mode, steps=steps, alpha=alpha,
+                          random_start=random_start, generator=ctx.generator)
     logits = model(x_adv)
     return StepOutput(loss=F.cross_entropy(logits, y), logits=logits)
