@@ -121,16 +121,18 @@ def time_fb(model: nn.Module, x: Tensor, y: Tensor, passes: int, channels_last: 
     return seconds
 
 
-def run_case(fn: Callable[[], Tensor], counter: PassCounter, device: torch.device) -> tuple[float, float, float]:
-    """(seconds, rows with autograd recording, rows without) of one attack call."""
+def run_case(
+    fn: Callable[[], Tensor], counter: PassCounter, device: torch.device, batch: int
+) -> tuple[float, float, float]:
+    """(seconds, forward+backward passes, forward-only passes) of one attack call, passes in units of `batch`."""
     snap = counter.snapshot()
     sync(device)
     t0 = time.perf_counter()
     fn()
     sync(device)
     seconds = time.perf_counter() - t0
-    rows, grad_rows = counter.samples - snap[0], counter.grad_samples - snap[1]
-    return seconds, grad_rows, rows - grad_rows
+    passes, grad_passes = counter.since(snap, batch)
+    return seconds, grad_passes, passes - grad_passes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,10 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):  # interleaved, so load changes hit both libraries and the bare passes alike
             bare["gradguard"].append(time_fb(model, x, yy, args.bare_passes, channels_last=ours_cl))
             bare["contiguous"].append(time_fb(model, x, yy, args.bare_passes))  # the model's own, torchattacks' layout
-            res["gradguard"].append(run_case(ours, counter, device))
+            res["gradguard"].append(run_case(ours, counter, device, args.batch))
             if theirs is not None:
                 with torch.random.fork_rng(devices=[]):  # torchattacks draws from (and reseeds) the global RNG
-                    res["torchattacks"].append(run_case(theirs, counter, device))
+                    res["torchattacks"].append(run_case(theirs, counter, device, args.batch))
         fb_of = {lib: min(v) for lib, v in bare.items()}
         fb_of["torchattacks"] = fb_of["contiguous"]
         row: dict[str, object] = {
@@ -265,13 +267,13 @@ def main(argv: list[str] | None = None) -> int:
             if not runs:
                 continue
             t = min(r[0] for r in runs)
-            passes = runs[0][1] / args.batch
+            passes = runs[0][1]
             row[lib] = {
                 "seconds": round(t, 4),
                 "median_seconds": round(statistics.median(r[0] for r in runs), 4),
                 "images_per_s": round(args.batch / t, 1),
                 "grad_passes": round(passes, 2),
-                "forward_passes": round(runs[0][2] / args.batch, 2),
+                "forward_passes": round(runs[0][2], 2),
                 "efficiency": round(passes * fb_of[lib] / t, 3),
             }
         if "torchattacks" in row:

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     rows = [measure(n, d, b, k, args.repeats, args.inner) for n, d, b, k in CASES]
     meta = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()} {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}",
         "load_average": os.getloadavg(),

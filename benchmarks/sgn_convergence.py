@@ -208,7 +208,7 @@ def table(root: Path, md: Path | None, png: Path | None) -> str:
         lines.append("")
     text = "\n".join(lines)
     if md:
-        md.write_text(text + "\n")
+        atomic_write_text(md, text + "\n")
     if png:
         _plot(runs, png)
     return text
@@ -257,7 +257,7 @@ def seeds_table(roots: list[Path], md: Path | None) -> str:
             f"| {agg([_suite(r / name).get('worst') for r in runs])} | {'; '.join(heads)} |")
     text = "\n".join(lines)
     if md:
-        md.write_text(text + "\n")
+        atomic_write_text(md, text + "\n")
     return text
 
 
