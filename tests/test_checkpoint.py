@@ -11,10 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gradguard.atomic import atomic_write_bytes, atomic_write_text
 from gradguard.checkpoint import (
     CheckpointError,
-    atomic_write_bytes,
-    atomic_write_text,
     flatten_state,
     load_checkpoint,
     load_model,
