@@ -138,4 +138,4 @@ def test_recipe_record_fills_defaults() -> None:
     cfg = parse_config({"train": {"recipe": "trades", "recipe_args": {"beta": 1.0}}})
     settings = build_recipe(cfg.train.recipe, **cfg.train.recipe_args).describe()
     assert settings["name"] == "trades" and settings["beta"] == 1.0
-    assert settings["steps"] == 10 and settings["bn_mode"] == "eval"
+    assert settings["steps"] == 10 and settings["craft_mode"] == "eval"

@@ -187,8 +187,9 @@ def test_free_at_state_round_trips() -> None:
         other.load_state_dict({"nope": torch.zeros(1)})
 
 
-@pytest.mark.parametrize("bn_mode", ["train", "eval"])
-def test_crafting_mode_is_a_setting_and_is_restored(bn_mode: str) -> None:
+@pytest.mark.parametrize("spelling", ["craft_mode", "bn_mode"])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_crafting_mode_is_a_setting_and_is_restored(mode: str, spelling: str) -> None:
     from gradguard.threat import threat_model
     from gradguard.training import StepContext
 
@@ -205,11 +206,48 @@ def test_crafting_mode_is_a_setting_and_is_restored(bn_mode: str) -> None:
             return self.fc(self.bn(x).flatten(1))
 
     model = Spy().train()
-    recipe = build_recipe("pgd_at", steps=2, bn_mode=bn_mode)
+    recipe = build_recipe("pgd_at", steps=2, **{spelling: mode})
     ctx = StepContext(threat=threat_model("linf", 0.1), generator=torch.Generator(), step=0, progress=0.0)
     recipe.step(model, torch.rand(4, 1, 8, 8), torch.randint(0, 10, (4,)), ctx)
-    assert seen[:2] == [(bn_mode == "train", False)] * 2  # attack: chosen mode, parameter gradients off
+    assert seen[:2] == [(mode == "train", False)] * 2  # attack: chosen mode, parameter gradients off
     assert seen[2] == (True, True) and model.training and model.fc.weight.requires_grad
+
+
+class _DropoutSpy(torch.nn.Module):
+    """A net with dropout that records, per forward, whether its dropout layer was active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = torch.nn.Linear(64, 32)
+        self.drop = torch.nn.Dropout(0.5)
+        self.fc2 = torch.nn.Linear(32, 10)
+        self.dropout_on: list[bool] = []
+
+    def forward(self, x):
+        self.dropout_on.append(self.drop.training)
+        return self.fc2(self.drop(torch.relu(self.fc1(x.flatten(1)))))
+
+
+@pytest.mark.parametrize(
+    ("recipe_name", "crafting_passes"),
+    [("pgd_at", 3), ("fast_at", 1), ("trades", 4), ("sgn", 2)],  # trades: one clean prediction + 3 KL steps
+)
+def test_every_recipe_crafts_with_dropout_off_by_default(recipe_name: str, crafting_passes: int) -> None:
+    """Crafting in eval mode is the default everywhere (EXPERIMENTS.md): the crafting passes run with dropout off,
+    the training pass with it on, and the model comes back in train mode."""
+    from gradguard.threat import threat_model
+    from gradguard.training import StepContext
+
+    args = {"pgd_at": {"steps": 3}, "fast_at": {}, "trades": {"steps": 3}, "sgn": {"refine_steps": 1}}[recipe_name]
+    recipe = build_recipe(recipe_name, **args)
+    net = _DropoutSpy().train()
+    model = recipe.wrap(net)
+    ctx = StepContext(threat=threat_model("linf", 0.1), generator=torch.Generator(), step=0, progress=0.0)
+    out = recipe.step(model, torch.rand(4, 1, 8, 8), torch.randint(0, 10, (4,)), ctx)
+    out.loss.backward()
+    assert net.dropout_on[:crafting_passes] == [False] * crafting_passes
+    assert net.dropout_on[crafting_passes:] and all(net.dropout_on[crafting_passes:])  # training passes: dropout on
+    assert net.training and net.drop.training
 
 
 def test_amp_warns_on_cpu_and_channels_last_trains_the_same_net(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from gradguard.gradients import input_gradient
 from gradguard.threat import ThreatModel
-from gradguard.training.modes import BNMode, crafting_mode
+from gradguard.training.modes import CraftMode, crafting_mode
 
 __all__ = ["pgd_maximize", "craft_in_mode"]
 
@@ -32,12 +32,12 @@ def pgd_maximize(model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel, *,
     return x_adv.detach()
 
 
-def craft_in_mode(model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel, *, bn_mode: BNMode, steps: int,
+def craft_in_mode(model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel, *, craft_mode: CraftMode, steps: int,
                   alpha: float, random_start: bool, generator: torch.Generator, eot: int = 1) -> Tensor:
     """`pgd_maximize` under a recipe's crafting mode (`training.modes`): what PGD-AT, Fast-AT, GradDiv and Adv-BNN
     train on. At eps 0 (an eps ramp-up, a warm-up) the clean batch, at no cost."""
     if threat.eps <= 0:
         return x
-    with crafting_mode(model, bn_mode):
+    with crafting_mode(model, craft_mode):
         return pgd_maximize(model, x, y, threat, steps=steps, alpha=alpha, random_start=random_start,
                             generator=generator, eot=eot)

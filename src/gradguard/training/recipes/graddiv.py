@@ -41,7 +41,7 @@ def craft_pgd(
     (early in training, almost all of them). Crafted in eval mode with frozen parameters, restored afterwards.
     """
     alpha = alpha if alpha is not None else 2.5 * ctx.threat.eps / steps
-    return craft_in_mode(model, x, y, ctx.threat, bn_mode="eval", steps=steps, alpha=alpha, random_start=True,
+    return craft_in_mode(model, x, y, ctx.threat, craft_mode="eval", steps=steps, alpha=alpha, random_start=True,
                          generator=ctx.generator, eot=eot)
 
 

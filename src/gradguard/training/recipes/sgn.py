@@ -2,7 +2,9 @@
 
 One step (see `gradguard.models.sgn` for the taps):
 
-1. clean forward with the taps recording (from a random point of the ball when ``random_start``),
+1. clean forward with the taps recording (from a random point of the ball when ``random_start``), in the crafting
+   mode (``craft_mode``, eval by default: dropout off, BatchNorm statistics frozen; the clean term's gradient is
+   then the eval-mode network's),
 2. one backward through the network for the loss gradient at every tap; in ``first_order`` mode the same backward
    also yields the clean term's parameter gradients, so the clean pass costs one forward and one backward in all,
 3. the response modules turn (activation, gradient) into bounded perturbations (``refine_steps`` extra gradient
@@ -21,18 +23,17 @@ from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from gradguard.models.sgn import INPUT_TAP, SelfGradientNetwork
+from gradguard.training.modes import CraftingSettings, mode_only
 from gradguard.training.recipe import Recipe, StepContext, StepOutput
 
 __all__ = ["SGNRecipe"]
 
 
-class SGNConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SGNConfig(CraftingSettings):
     taps: list[str] = Field(default_factory=lambda: [INPUT_TAP], min_length=1)
     """'input' and/or names of backbone submodules whose outputs are perturbed."""
     response: Literal["learned", "sign"] = "learned"
@@ -115,7 +116,8 @@ class SGNRecipe(Recipe):
         # 1. clean (or random-start) forward with taps.
         x0 = threat.random_init(x, ctx.generator) if c.random_start else x
         x0 = x0.detach().requires_grad_(True)
-        logits0, acts = sgn.tap_forward(x0)
+        with mode_only(sgn.backbone, c.craft_mode):  # the crafting pass: dropout off in eval mode
+            logits0, acts = sgn.tap_forward(x0)
         loss0 = F.cross_entropy(logits0, y)
         tap_tensors = [acts[t] for t in sgn.taps]
 
@@ -171,7 +173,8 @@ class SGNRecipe(Recipe):
         cur = x_adv.detach()
         for _ in range(self.config.refine_steps):
             cur = cur.requires_grad_(True)
-            loss = F.cross_entropy(sgn.perturbed_forward(cur, fixed), y)
+            with mode_only(sgn.backbone, self.config.craft_mode):
+                loss = F.cross_entropy(sgn.perturbed_forward(cur, fixed), y)
             (g,) = torch.autograd.grad(loss, [cur])
             cur = threat.project(threat.step(cur.detach(), g, self.config.refine_alpha * threat.eps), x).detach()
         # Straight-through: the value is the refined point, the gradient reaches the response output unchanged.

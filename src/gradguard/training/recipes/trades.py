@@ -15,24 +15,21 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
-from gradguard.training.modes import BNMode, crafting_mode
+from gradguard.training.modes import CraftingSettings, crafting_mode
 from gradguard.training.recipe import Recipe, StepContext, StepOutput
 
 __all__ = ["TRADESRecipe", "TRADESConfig"]
 
 
-class TRADESConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TRADESConfig(CraftingSettings):
     beta: float = Field(6.0, ge=0)
     steps: int = Field(10, ge=1)
     step_size: float | None = Field(None, gt=0)  # absolute; None = step_ratio * eps
     step_ratio: float = Field(0.007 / 0.031, gt=0)
     init_std: float = Field(0.001, ge=0)
-    bn_mode: BNMode = "eval"
 
 
 class TRADESRecipe(Recipe):
@@ -44,7 +41,7 @@ class TRADESRecipe(Recipe):
     def _craft(self, model: nn.Module, x: Tensor, ctx: StepContext) -> Tensor:
         c, threat = self.config, ctx.threat
         alpha = c.step_size if c.step_size is not None else c.step_ratio * threat.eps
-        with crafting_mode(model, c.bn_mode):
+        with crafting_mode(model, c.craft_mode):
             with torch.no_grad():
                 p_clean = F.softmax(model(x), dim=1)
             noise = torch.randn(x.shape, generator=ctx.generator, device=x.device, dtype=x.dtype)
