@@ -338,3 +338,29 @@ def test_resumed_ranks_keep_distinct_random_streams() -> None:
     assert all(torch.equal(a, b) for a, b in zip(draws[1][0], draws[1][1], strict=True))
     firsts = [draws[r][0][0] for r in (0, 1, 2)] + [draws[r][0][1] for r in (0, 1, 2)]
     assert len({tuple(t.tolist()) for t in firsts}) == 6
+
+
+# ------------------------------------------------------------------------------------------- strong validation
+
+
+def test_validation_attacks_chain_and_every_validated_model_is_kept(tmp_path: Path) -> None:
+    """The time-to-robustness log can be written by APGD-CE (+ targeted APGD), and the network behind each point is
+    saved, so that the curve can be re-scored offline with a stronger evaluation."""
+    from gradguard.checkpoint import read_metadata
+
+    _, ce_dir = run(tmp_path, "ce", epochs=1, val_every=0.5, val_attack="apgd-ce", keep_val_models=True)
+    _, both_dir = run(tmp_path, "both", epochs=1, val_every=0.5, val_attack="apgd", val_attack_targets=2)
+    ce = [r for r in read_metrics(ce_dir / "metrics.jsonl") if r["kind"] == "val"]
+    both = [r for r in read_metrics(both_dir / "metrics.jsonl") if r["kind"] == "val"]
+    assert len(ce) == len(both) == 2 and all(r["val_attack_steps"] == 3 for r in ce + both)
+    for a, b in zip(ce, both, strict=True):  # validation never changes training: the same networks were scored
+        assert a["val_clean_acc"] == b["val_clean_acc"]
+        assert b["val_robust_acc"] <= a["val_robust_acc"]  # a chain only removes robust points
+    kept = sorted((ce_dir / "models").glob("step-*.safetensors"))
+    assert [int(p.stem.split("-")[1]) for p in kept] == sorted(r["step"] for r in ce)
+    for record in ce:
+        path = ce_dir / "models" / f"step-{record['step']}.safetensors"
+        info = read_metadata(path)
+        assert info["step"] == record["step"] and info["val_robust_acc"] == record["val_robust_acc"]
+        assert load_model(path) is not None
+    assert not (both_dir / "models").exists()  # off by default

@@ -16,6 +16,7 @@ from gradguard.models.normalization import Normalize
 from gradguard.models.preact_resnet import build_preact_resnet18
 from gradguard.models.smallcnn import build_smallcnn
 from gradguard.models.stl10_cnn import build_stl10_cnn
+from gradguard.models.strided_cnn import build_strided_cnn
 from gradguard.models.vgg import build_vgg16
 from gradguard.models.wide_resnet import build_wrn
 
@@ -31,6 +32,7 @@ class ZooEntry:
 
 MODELS: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("smallcnn", build_smallcnn, "TRADES' MNIST CNN: conv32-conv32-pool-conv64-conv64-pool-fc200-fc200"),
+    ZooEntry("strided-cnn", build_strided_cnn, "Fast-AT's MNIST net, wider: conv32 4x4/2-conv64 4x4/2-fc256"),
     ZooEntry("madry-cnn", build_madry_cnn, "Madry et al.'s MNIST CNN: conv32 5x5-pool-conv64 5x5-pool-fc1024"),
     ZooEntry("lenet5", build_lenet5, "LeNet-5 with ReLU and max pooling"),
     ZooEntry("preact-resnet18", build_preact_resnet18, "PreAct-ResNet-18, CIFAR form"),

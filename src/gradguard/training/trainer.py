@@ -48,7 +48,7 @@ from gradguard.training.recipe import Recipe, StepContext
 from gradguard.training.recipes import build_recipe
 from gradguard.training.schedules import lr_factor
 from gradguard.training.seeding import derive_seed, make_generator, seed_everything
-from gradguard.training.validation import robust_validate
+from gradguard.training.validation import robust_validate, val_attack_steps
 
 __all__ = ["train", "NonFiniteLossError", "Progress", "prepare_data", "build_network"]
 
@@ -322,9 +322,13 @@ class _Run:
         self.p.val_wall_s += time.perf_counter() - t0
         record = {"kind": "val", "epoch": self._epochs_done(), "step": self.p.step, "wall_s": self.p.wall_s,
                   "fb_passes": self.p.fb_passes, "fwd_passes": self.p.fwd_passes, **res, "val_eps": self.val_eps,
-                  "val_attack": self.cfg.train.val_attack, "val_attack_steps": self.cfg.train.val_attack_steps,
+                  "val_attack": self.cfg.train.val_attack, "val_attack_steps": val_attack_steps(self.cfg.train),
                   "val_n": len(self.val_y), "val_wall_s": self.p.val_wall_s, "val_passes": self.p.val_passes}
         self.log.write(record)
+        if self.cfg.train.keep_val_models and self.info.is_main:  # for re-scoring the curve offline
+            save_model(self.plain, self.run_dir / "models" / f"step-{self.p.step}.safetensors",
+                       {**_model_info(self.cfg), **{k: record[k] for k in ("step", "epoch", "fb_passes", "wall_s",
+                                                                          "val_clean_acc", "val_robust_acc")}})
         if res["val_robust_acc"] > self.p.best_robust_acc:
             self.p.best_robust_acc, self.p.best_step = res["val_robust_acc"], self.p.step
             if self.info.is_main:

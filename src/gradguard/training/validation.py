@@ -7,6 +7,8 @@ weights).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -14,20 +16,51 @@ from gradguard.attacks import eval_mode
 from gradguard.config import TrainConfig
 from gradguard.training.distributed import DistInfo, all_sum, shard
 
-__all__ = ["build_val_attack", "robust_validate"]
+__all__ = ["build_val_attack", "robust_validate", "val_attack_steps"]
 
 
-def build_val_attack(cfg: TrainConfig, eps: float, generator: torch.Generator):
-    """The configured validation attack (PGD by default), or None."""
+VAL_DEFAULT_STEPS = {"apgd-ce": 100, "apgd": 100, "pgd": 10, "fgsm": 1}
+
+
+def val_attack_steps(cfg: TrainConfig) -> int:
+    """The validation attack's step count: the configured one, else the attack's own default."""
+    return cfg.val_attack_steps or VAL_DEFAULT_STEPS.get(cfg.val_attack, 1)
+
+
+def build_val_attack(cfg: TrainConfig, eps: float, generator: torch.Generator) -> list[Callable[..., Tensor]]:
+    """The configured validation attacks, run chained (each on the points the previous ones left robust); empty
+    when there is no attack. APGD-CE by default; "apgd" adds targeted APGD, as AutoAttack's first two attacks."""
     if cfg.val_attack == "none" or eps <= 0:
-        return None
+        return []
     import gradguard.attacks as attacks
 
+    steps = val_attack_steps(cfg)
     if cfg.val_attack == "fgsm":
-        return attacks.FGSM(eps=eps, norm=cfg.norm)
-    alpha = cfg.val_attack_alpha or 2.5 * eps / cfg.val_attack_steps
-    return attacks.PGD(eps=eps, norm=cfg.norm, steps=cfg.val_attack_steps, alpha=alpha, random_start=True,
-                       generator=generator)
+        return [attacks.FGSM(eps=eps, norm=cfg.norm)]
+    if cfg.val_attack == "pgd":
+        alpha = cfg.val_attack_alpha or 2.5 * eps / steps
+        return [attacks.PGD(eps=eps, norm=cfg.norm, steps=steps, alpha=alpha, random_start=True,
+                            generator=generator)]
+    chain: list[Callable[..., Tensor]] = [
+        attacks.APGD(eps=eps, norm=cfg.norm, steps=steps, loss="ce", restarts=1, generator=generator)]
+    if cfg.val_attack == "apgd":
+        chain.append(attacks.APGDT(eps=eps, norm=cfg.norm, steps=steps, n_target_classes=cfg.val_attack_targets,
+                                   generator=generator))
+    return chain
+
+
+def _robust_count(model: nn.Module, chain: list[Callable[..., Tensor]], x: Tensor, y: Tensor) -> float:
+    """Points of (x, y) that every attack of the chain leaves correctly classified."""
+    with torch.no_grad():
+        alive = model(x).argmax(1) == y
+    for attack in chain:
+        idx = alive.nonzero().flatten()
+        if idx.numel() == 0:
+            break
+        x_adv = attack(model, x[idx], y[idx])
+        with torch.no_grad():
+            alive[idx] = model(x_adv).argmax(1) == y[idx]
+    return float(alive.sum().item())
 
 
 def robust_validate(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *, eps: float,
@@ -38,17 +71,14 @@ def robust_validate(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
     correct = robust = 0.0
     devices = [info.device] if info.device.type == "cuda" else []
     with eval_mode(model, freeze=False), torch.random.fork_rng(devices=devices):
-        attack = build_val_attack(cfg, eps, generator)
+        chain = build_val_attack(cfg, eps, generator)
         for i in range(0, xs.shape[0], cfg.val_batch_size):
             xb = xs[i: i + cfg.val_batch_size].to(info.device)
             yb = ys[i: i + cfg.val_batch_size].to(info.device)
             with torch.no_grad():
                 correct += (model(xb).argmax(1) == yb).sum().item()
-            if attack is None:
-                continue
-            x_adv = attack(model, xb, yb)
-            with torch.no_grad():
-                robust += (model(x_adv).argmax(1) == yb).sum().item()
+            if chain:
+                robust += _robust_count(model, chain, xb, yb)
     n, correct, robust = all_sum([float(stop - start), correct, robust], info)
     out = {"val_clean_acc": correct / max(n, 1)}
     out["val_robust_acc"] = robust / max(n, 1) if cfg.val_attack != "none" and eps > 0 else out["val_clean_acc"]
