@@ -30,7 +30,7 @@ def test_rand_suite_uses_eot_20_unless_told() -> None:
     assert all(spec(0.1).eot == 20 for spec in rand.values())
     assert rand["apgd-dlr"](0.1).loss == "dlr"
     assert build_suite("rand", k=5)["apgd-ce"](0.1).eot == 5
-    assert list_suites() == ["standard", "rand"]
+    assert list_suites() == ["standard", "rand", "apgd"]
     with pytest.raises(ValueError, match="unknown suite"):
         build_suite("autoattack")
 
@@ -45,3 +45,13 @@ def test_suite_evaluation_records_settings_seeds_and_counts() -> None:
     assert len({s["seed"] for s in ce.settings + res.attacks["apgd-dlr"].settings}) == 4  # one stream each
     assert ce.grad_evals[0] >= 12 * 20 * 2  # every clean point attacked for 20 steps x 2 draws at eps 0.1
     assert res.robust_accuracy == pytest.approx([1.0, 0.0])
+
+
+def test_apgd_suite_is_the_standard_gradient_attacks_at_full_strength_with_a_short_square() -> None:
+    """The main job's suite: APGD-CE and APGD-T exactly as in "standard", a 1000-query Square as the check."""
+    apgd, standard = build_suite("apgd"), build_suite("standard")
+    for name in ("apgd-ce", "apgd-t"):
+        assert apgd[name] == standard[name]
+    assert apgd["apgd-ce"](0.3).steps == 100 and apgd["apgd-t"](0.3).n_target_classes == 9
+    assert apgd["square"](0.3).n_queries == 1000 and apgd["square"].kind == "gradient-free"
+    assert build_suite("apgd", quick=True)["square"](0.3).n_queries == 200

@@ -364,3 +364,25 @@ def test_validation_attacks_chain_and_every_validated_model_is_kept(tmp_path: Pa
         assert info["step"] == record["step"] and info["val_robust_acc"] == record["val_robust_acc"]
         assert load_model(path) is not None
     assert not (both_dir / "models").exists()  # off by default
+
+
+def test_n_fgsm_trains_beyond_the_ball_unless_clipped() -> None:
+    """N-FGSM: noise of radius 2 eps, one step of eps, no projection: points up to 3 eps away, never outside the box;
+    with clip the eps ball holds. The step goes up the loss gradient at the noisy point."""
+    from gradguard.threat import threat_model
+    from gradguard.training import StepContext
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    x, y = torch.rand(64, 1, 8, 8), torch.randint(0, 10, (64,))
+    eps = 0.1
+    ctx = StepContext(threat=threat_model("linf", eps), generator=torch.Generator().manual_seed(1), step=0,
+                      progress=0.0)
+    free = build_recipe("n_fgsm").craft(net, x, y, ctx)
+    dist = (free - x).flatten(1).abs().amax(1)
+    assert dist.max() > 1.5 * eps and dist.max() <= 3 * eps + 1e-6 and free.min() >= 0 and free.max() <= 1
+    clipped = build_recipe("n_fgsm", clip=True).craft(net, x, y, ctx)
+    assert (clipped - x).abs().max() <= eps + 1e-6
+    no_noise = build_recipe("n_fgsm", noise_ratio=0.0).craft(net, x, y, ctx)  # plain FGSM from x: loss goes up
+    loss = torch.nn.functional.cross_entropy
+    assert loss(net(no_noise), y) > loss(net(x), y)

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gradguard.evaluation.suites import SUITES
+
 HELP = "evaluate an exported model against an attack suite (worst case, m-draw protocol, masking checks)"
 EPILOG = """examples:
   gradguard eval --checkpoint runs/mnist-sgn-quick/model.safetensors --eps 0.1 0.2 0.3 --quick --n 200
@@ -30,7 +32,7 @@ _DEFAULT_EPS = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="exported model: model.safetensors, its .json, or a run directory")
-    parser.add_argument("--suite", default="standard", choices=["standard", "rand"], help="attack ensemble")
+    parser.add_argument("--suite", default="standard", choices=list(SUITES), help="attack ensemble")
     parser.add_argument("--eps", type=float, nargs="+", default=None, help="one or more radii (see below)")
     parser.add_argument("--norm", default="linf", choices=["linf", "l2"], help="threat model (default linf)")
     parser.add_argument("--dataset", default=None, help="test data (default: the dataset the model was trained on)")

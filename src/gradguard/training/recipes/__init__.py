@@ -17,6 +17,7 @@ _REGISTRY = {
     "pgd_at": "pgd_at:PGDATRecipe",
     "trades": "trades:TRADESRecipe",
     "fast_at": "fast_at:FastATRecipe",
+    "n_fgsm": "n_fgsm:NFGSMRecipe",
     "free_at": "free_at:FreeATRecipe",
     "sgn": "sgn:SGNRecipe",
     "graddiv": "graddiv:GradDivRecipe",

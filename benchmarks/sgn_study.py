@@ -1,0 +1,303 @@
+"""The SGN convergence study that can decide the 10x claim (docs/sgn.md; protocol in ../shared/EXPERIMENTS.md).
+
+MNIST, eps 0.3, strided-cnn (configs/mnist-sgn.toml is the base of every run). Each method logs its robust accuracy
+under APGD-CE (25 steps, 500 held-out training images) every quarter epoch against forward+backward passes and wall
+time, and keeps the network behind every point (models/step-N.safetensors) so that the curve can be re-scored.
+
+- Baselines as published: PGD-AT-40 (40 steps of 0.01, random start) and PGD-AT-10 (2.5 eps / 10), both with the
+  SGN runs' optimizer (Adam, one-cycle lr peaking at 3e-3, eps ramped up over the first epoch); Fast-AT with Wong et
+  al.'s MNIST recipe (step 0.375 from a random start, Adam with a cyclic lr up to 5e-3, 10 epochs, early stopping on
+  the validation); N-FGSM (noise 2 eps, step eps, no clipping) on the same schedule as Fast-AT.
+- SGN variants: learned / frozen (reversal_scale 0: the response does not learn from its own gradient) / sign
+  responses, each with 0 and 1 refinement steps, and the learned one with a random start (the one-step baselines'
+  remedy).
+
+The decision rule: X = 90% of PGD-AT-40's plateau robust accuracy (mean of its last three validations); a method
+reaches X when two consecutive validations are at or above it; R = PGD-AT-40's passes to X over the method's.
+Two queues run side by side, one thread each (queue A: the long PGD-AT-40 runs; queue B: everything else). Every
+run resumes where it stopped; a finished run is skipped.
+
+    python benchmarks/sgn_study.py plan                       # the runs, their budgets and an estimate
+    python benchmarks/sgn_study.py run --queue A &            # both cores: one queue each
+    python benchmarks/sgn_study.py run --queue B
+    python benchmarks/sgn_study.py summary                    # table, plots, reference curves for the report
+    python benchmarks/sgn_study.py run --queue B --toy --root /tmp/study   # end to end in a minute (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = ROOT / "configs" / "mnist-sgn.toml"
+RESULTS = ROOT / "benchmarks" / "results" / "sgn_study"
+
+# Every run: the strong, frequent time-to-robustness log, one thread, no bars.
+COMMON = ["train.val_every=0.25", "train.val_attack=\"apgd-ce\"", "train.val_attack_steps=25", "data.val_size=500",
+          "train.keep_val_models=true", "train.threads=1", "train.progress=false", "train.tensorboard=false"]
+SGN_SCHEDULE = ["train.optimizer=\"adam\"", "train.lr=3e-3", "train.schedule=\"onecycle\"", "train.eps_rampup_epochs=1"]
+WONG_SCHEDULE = [
+    "train.optimizer=\"adam\"", "train.lr=5e-3", "train.schedule=\"onecycle\"", "train.eps_rampup_epochs=0"]
+
+
+@dataclass(frozen=True)
+class Run:
+    key: str
+    label: str
+    queue: str
+    epochs: float
+    overrides: list[str] = field(default_factory=list)
+    passes_per_batch: int = 3  # for the plan's estimate only
+
+
+def _sgn(response: str, refine: int, *extra: str) -> list[str]:
+    return ["train.recipe=\"sgn\"", *SGN_SCHEDULE, f"train.recipe_args.response=\"{response}\"",
+            f"train.recipe_args.refine_steps={refine}", *extra]
+
+
+METHODS: list[Run] = [
+    Run("pgd40", "PGD-AT-40 (40 x 0.01, random start)", "A", 6, [
+        "train.recipe=\"pgd_at\"", *SGN_SCHEDULE, "train.recipe_args={steps=40, alpha=0.01, random_start=true}"], 41),
+    Run("fast_at", "Fast-AT (Wong et al.: 0.375 from random start, cyclic lr, early stop)", "B", 10, [
+        "train.recipe=\"fast_at\"", *WONG_SCHEDULE, "train.recipe_args={alpha_ratio=1.25, random_start=true}"], 2),
+    Run("n_fgsm", "N-FGSM (noise 2 eps, step eps, no clipping)", "B", 10, [
+        "train.recipe=\"n_fgsm\"", *WONG_SCHEDULE], 2),
+    Run("pgd10", "PGD-AT-10 (10 x 2.5 eps/10)", "B", 4, [
+        "train.recipe=\"pgd_at\"", *SGN_SCHEDULE, "train.recipe_args={steps=10, random_start=true}"], 11),
+    Run("sgn_learned_r1", "SGN learned + 1 refinement (the main job)", "B", 4, _sgn("learned", 1), 3),
+    Run("sgn_learned_r0", "SGN learned, no refinement", "B", 4, _sgn("learned", 0), 2),
+    Run("sgn_frozen_r1", "SGN frozen response (reversal 0) + 1 refinement", "B", 4,
+        _sgn("learned", 1, "train.recipe_args.reversal_scale=0.0"), 3),
+    Run("sgn_frozen_r0", "SGN frozen response (reversal 0), no refinement", "B", 4,
+        _sgn("learned", 0, "train.recipe_args.reversal_scale=0.0"), 2),
+    Run("sgn_sign_r1", "SGN sign response + 1 refinement", "B", 4, _sgn("sign", 1), 3),
+    Run("sgn_sign_r0", "SGN sign response, no refinement (FGSM-like)", "B", 4, _sgn("sign", 0), 2),
+    Run("sgn_rs_r1", "SGN learned + 1 refinement, random start (the one-step remedy)", "B", 4,
+        _sgn("learned", 1, "train.recipe_args.random_start=true"), 3),
+]
+SEEDS = (0, 1)
+
+
+def run_dir(root: Path, run: Run, seed: int) -> Path:
+    return root / f"{run.key}-s{seed}"
+
+
+def train_command(run: Run, seed: int, out: Path, *, toy: bool) -> list[str]:
+    """The `gradguard train` call for one run (a resume when its folder holds a checkpoint)."""
+    exe = [sys.executable, "-m", "gradguard", "train"]
+    if (out / "checkpoints" / "last.safetensors").exists():
+        return [*exe, "--resume", str(out)]
+    sets = [*COMMON, *run.overrides, f"seed={seed}", f"name=\"sgn-study-{run.key}-s{seed}\"",
+            f"train.epochs={run.epochs}"]
+    if toy:  # a minute end to end: a few batches, tiny validation
+        sets += ["data.train_subset=400", "data.val_size=50", "train.val_attack_steps=2", "train.epochs=2",
+                 "train.val_every=0.5", "train.eps_rampup_epochs=0"]
+    cmd = [*exe, str(BASE), "--out", str(out)]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def is_done(out: Path) -> bool:
+    return (out / "train_summary.json").exists() and (out / "model.safetensors").exists()
+
+
+def run_queue(root: Path, queue: str, *, seeds: tuple[int, ...], toy: bool, only: list[str] | None) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for seed in seeds:  # seed 0 of every method first: a stopped study still has one complete seed
+        for run in METHODS:
+            if (queue != "all" and run.queue != queue) or (only and run.key not in only):
+                continue
+            out = run_dir(root, run, seed)
+            if is_done(out):
+                print(f"[sgn_study] {out.name}: done", flush=True)
+                continue
+            cmd = train_command(run, seed, out, toy=toy)
+            record_start(out, cmd)
+            print(f"[sgn_study] {out.name}: {' '.join(cmd[1:])}", flush=True)
+            subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+
+
+def record_start(out: Path, cmd: list[str]) -> None:
+    """Append who ran this run when, where and from which commit (study_log.jsonl in the run folder)."""
+    import time
+
+    from gradguard.provenance import environment, git_commit
+
+    entry = {"utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(cmd[1:]),
+             "git": git_commit(ROOT), "environment": environment("cpu"), "loadavg": os.getloadavg()}
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "study_log.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------------- summary
+
+
+def val_records(out: Path) -> list[dict[str, Any]]:
+    path = out / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("kind") == "val"]
+
+
+def plateau(records: list[dict[str, Any]], last: int = 3) -> float | None:
+    """Mean robust accuracy of the last `last` validations (the reference's plateau)."""
+    if len(records) < last:
+        return None
+    return sum(r["val_robust_acc"] for r in records[-last:]) / last
+
+
+def passes_to(records: list[dict[str, Any]], target: float) -> float | None:
+    """Passes at the first validation that reaches `target` and is followed by one that holds it."""
+    for a, b in zip(records, records[1:], strict=False):
+        if a["val_robust_acc"] >= target and b["val_robust_acc"] >= target:
+            return float(a["fb_passes"])
+    return None
+
+
+def at_budget(records: list[dict[str, Any]], passes: float) -> float | None:
+    """Robust accuracy of the last validation within `passes` (None if the run did not log one by then)."""
+    within = [r for r in records if r["fb_passes"] <= passes]
+    return within[-1]["val_robust_acc"] if within else None
+
+
+def summarize(root: Path, seeds: tuple[int, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {"seeds": {}, "protocol": {
+        "target": "X = 0.9 x PGD-AT-40's plateau (mean of its last 3 validations), reached and held twice",
+        "val": "APGD-CE 25 steps, 500 held-out MNIST training images, eps 0.3, every 0.25 epoch"}}
+    for seed in seeds:
+        ref = val_records(run_dir(root, METHODS[0], seed))
+        top = plateau(ref)
+        target = 0.9 * top if top is not None else None
+        ref_passes = passes_to(ref, target) if target is not None else None
+        rows = []
+        for run in METHODS:
+            rec = val_records(run_dir(root, run, seed))
+            if not rec:
+                continue
+            p = passes_to(rec, target) if target is not None else None
+            rows.append({
+                "key": run.key, "label": run.label, "points": len(rec), "epochs": rec[-1]["epoch"],
+                "fb_passes": rec[-1]["fb_passes"], "wall_s": rec[-1]["wall_s"],
+                "final_robust": rec[-1]["val_robust_acc"], "best_robust": max(r["val_robust_acc"] for r in rec),
+                "passes_to_x": p, "ratio": (ref_passes / p) if (p and ref_passes) else None,
+                "at_ref_tenth": at_budget(rec, ref_passes / 10) if ref_passes else None,
+                "done": is_done(run_dir(root, run, seed)),
+            })
+        out["seeds"][str(seed)] = {"plateau": top, "target": target, "ref_passes_to_x": ref_passes, "rows": rows}
+    return out
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "n/a"
+    if pct:
+        return f"{100 * v:.1f}"
+    return f"{v:,.0f}" if isinstance(v, float) and v > 100 else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    head = ("| method | done | epochs | passes | final robust (%) | best (%) | passes to X | R (PGD-AT-40 / method) "
+            "| robust at PGD-AT-40's passes-to-X / 10 (%) |")
+    lines = ["# SGN study: passes to X against PGD-AT-40", "", f"Target: {summary['protocol']['target']}.",
+             f"Curves: {summary['protocol']['val']}.", ""]
+    for seed, s in summary["seeds"].items():
+        lines += [f"## Seed {seed}", "",
+                  f"PGD-AT-40 plateau {_fmt(s['plateau'], True)}%, X = {_fmt(s['target'], True)}%, "
+                  f"PGD-AT-40 passes to X: {_fmt(s['ref_passes_to_x'])}.", "",
+                  head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in s["rows"]:
+            cells = [r["label"], "yes" if r["done"] else "running", f"{r['epochs']:.2f}", _fmt(r["fb_passes"]),
+                     _fmt(r["final_robust"], True), _fmt(r["best_robust"], True), _fmt(r["passes_to_x"]),
+                     _fmt(r["ratio"]), _fmt(r["at_ref_tenth"], True)]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(root: Path, seeds: tuple[int, ...], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(seeds), 2, figsize=(13, 4.5 * len(seeds)), squeeze=False)
+    for i, seed in enumerate(seeds):
+        for run in METHODS:
+            rec = val_records(run_dir(root, run, seed))
+            if not rec:
+                continue
+            acc = [100 * r["val_robust_acc"] for r in rec]
+            style = "-" if run.key.startswith("sgn") else "--"
+            axes[i][0].plot([r["fb_passes"] for r in rec], acc, style, marker=".", label=run.label)
+            axes[i][1].plot([r["wall_s"] for r in rec], acc, style, marker=".", label=run.label)
+        for ax, xlabel in zip(axes[i], ["forward+backward passes (batches of 100)", "training wall time (s)"],
+                              strict=True):
+            ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(f"robust accuracy (%), APGD-CE, seed {seed}")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def reference_curves(root: Path, seed: int = 0) -> dict[str, Any]:
+    """The baselines' curves in the form the main job's report overlays (report/reference.py)."""
+    curves = []
+    for key in ("pgd40", "pgd10", "fast_at"):
+        run = next(r for r in METHODS if r.key == key)
+        out = run_dir(root, run, seed)
+        rec = val_records(out)
+        if not rec:
+            continue
+        log = out / "study_log.jsonl"
+        starts = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        curves.append({"key": key, "label": run.label, "done": is_done(out),
+                       "points": [{"fb_passes": r["fb_passes"], "wall_s": r["wall_s"],
+                                   "val_robust_acc": r["val_robust_acc"]} for r in rec],
+                       "started": [{k: e.get(k) for k in ("utc", "git", "environment", "loadavg")} for e in starts]})
+    return {"dataset": "mnist", "model": "strided-cnn", "eps": 0.3, "norm": "linf",
+            "val": "APGD-CE 25 steps, 500 held-out training images", "seed": seed, "curves": curves}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["plan", "run", "summary"])
+    ap.add_argument("--root", type=Path, default=RESULTS)
+    ap.add_argument("--queue", choices=["A", "B", "all"], default="all")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    ap.add_argument("--only", nargs="+", help="run only these method keys")
+    ap.add_argument("--toy", action="store_true", help="tiny runs (end-to-end test)")
+    args = ap.parse_args(argv)
+    seeds = tuple(args.seeds)
+    if args.command == "plan":
+        for run in METHODS:
+            batches = 600 * run.epochs * run.passes_per_batch
+            print(f"{run.queue}  {run.key:16s} {run.epochs:>4} epochs  ~{batches:>9,.0f} passes  "
+                  f"~{batches / 30 / 60:5.0f} min/seed at 30 passes/s  {run.label}")
+        return 0
+    if args.command == "run":
+        run_queue(args.root, args.queue, seeds=seeds, toy=args.toy, only=args.only)
+        return 0
+    summary = summarize(args.root, seeds)
+    (args.root / "summary.json").write_text(json.dumps(summary, indent=1))
+    (args.root / "summary.md").write_text(markdown(summary))
+    plot(args.root, seeds, args.root / "curves.png")
+    (args.root / "reference_curves.json").write_text(json.dumps(reference_curves(args.root), indent=1))
+    print(markdown(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
