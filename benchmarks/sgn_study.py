@@ -20,7 +20,7 @@ run resumes where it stopped; a finished run is skipped.
     python benchmarks/sgn_study.py plan                       # the runs, their budgets and an estimate
     python benchmarks/sgn_study.py run --queue A &            # both cores: one queue each
     python benchmarks/sgn_study.py run --queue B
-    python benchmarks/sgn_study.py summary                    # table, plots, reference curves for the report
+    python benchmarks/sgn_study.py summary [--install]        # table, plots; --install: curves for the report
     python benchmarks/sgn_study.py run --queue B --toy --root /tmp/study   # end to end in a minute (tests)
 """
 
@@ -267,8 +267,8 @@ def reference_curves(root: Path, seed: int = 0) -> dict[str, Any]:
                        "points": [{"fb_passes": r["fb_passes"], "wall_s": r["wall_s"],
                                    "val_robust_acc": r["val_robust_acc"]} for r in rec],
                        "started": [{k: e.get(k) for k in ("utc", "git", "environment", "loadavg")} for e in starts]})
-    return {"dataset": "mnist", "model": "strided-cnn", "eps": 0.3, "norm": "linf",
-            "val": "APGD-CE 25 steps, 500 held-out training images", "seed": seed, "curves": curves}
+    return {"dataset": "mnist", "model": "strided-cnn", "eps": 0.3, "norm": "linf", "val_attack": "apgd-ce",
+            "val_attack_steps": 25, "val_n": 500, "seed": seed, "curves": curves}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--only", nargs="+", help="run only these method keys")
     ap.add_argument("--toy", action="store_true", help="tiny runs (end-to-end test)")
+    ap.add_argument("--install", action="store_true",
+                    help="summary: also copy the baselines' curves into the package, for the main job's report")
     args = ap.parse_args(argv)
     seeds = tuple(args.seeds)
     if args.command == "plan":
@@ -294,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.root / "summary.json").write_text(json.dumps(summary, indent=1))
     (args.root / "summary.md").write_text(markdown(summary))
     plot(args.root, seeds, args.root / "curves.png")
-    (args.root / "reference_curves.json").write_text(json.dumps(reference_curves(args.root), indent=1))
+    curves = json.dumps(reference_curves(args.root), indent=1)
+    (args.root / "reference_curves.json").write_text(curves)
+    if args.install:
+        (ROOT / "src" / "gradguard" / "report" / "reference_curves.json").write_text(curves)
     print(markdown(summary))
     return 0
 

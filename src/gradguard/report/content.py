@@ -9,6 +9,7 @@ from typing import Any
 from gradguard.report.document import Code, Document, Flags, Heading, Image, Paragraph, Table
 from gradguard.report.plots import line_plot
 from gradguard.report.records import RunRecord, ran_quick
+from gradguard.report.reference import matching_curves
 
 __all__ = ["run_document", "comparison_document"]
 
@@ -118,13 +119,21 @@ def run_document(r: RunRecord, out_dir: Path) -> Document:
         if png:
             doc.add(Image(png, label))
     vals = r.records("val")
+    refs = matching_curves(r.results, vals)
     for xkey, xlabel in (("wall_s", "training wall seconds"), ("fb_passes", "forward+backward passes")):
-        png = line_plot(out_dir / f"time_to_robustness_{xkey}.png",
-                        {"val robust": ([v[xkey] for v in vals], [v["val_robust_acc"] for v in vals]),
-                         "val clean": ([v[xkey] for v in vals], [v["val_clean_acc"] for v in vals])},
-                        title="time to robustness", xlabel=xlabel, ylabel="validation accuracy", ylim=(0, 1))
+        series = {"val robust": ([v[xkey] for v in vals], [v["val_robust_acc"] for v in vals]),
+                  "val clean": ([v[xkey] for v in vals], [v["val_clean_acc"] for v in vals])}
+        for ref in refs:  # the archived baselines, same network and validation attack
+            series[f"{ref.label} (archived)"] = (getattr(ref, xkey), ref.robust)
+        png = line_plot(out_dir / f"time_to_robustness_{xkey}.png", series, title="time to robustness",
+                        xlabel=xlabel, ylabel="validation accuracy", ylim=(0, 1), logx=bool(refs))
         if png:
             doc.add(Image(png, f"time to robustness ({xlabel})"))
+    if refs:
+        doc.add(Paragraph("Archived curves: the baselines of the SGN convergence study (benchmarks/sgn_study.py) "
+                          "with this network and validation attack, measured on " + "; ".join(
+                              sorted({f"{ref.label}: {ref.where}" for ref in refs})) +
+                          ". Passes compare across machines; wall time is each machine's own."))
 
     grads = res.get("gradient_statistics")
     if grads:
