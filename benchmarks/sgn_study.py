@@ -20,6 +20,8 @@ run resumes where it stopped; a finished run is skipped.
     python benchmarks/sgn_study.py plan                       # the runs, their budgets and an estimate
     python benchmarks/sgn_study.py run --queue A &            # both cores: one queue each
     python benchmarks/sgn_study.py run --queue B
+    python benchmarks/sgn_study.py evaluate --only pgd40 &    # the full standard suite on 1,000 test images
+    python benchmarks/sgn_study.py evaluate                   #   for the final models (FINAL), one per core
     python benchmarks/sgn_study.py summary [--install]        # table, plots; --install: curves for the report
     python benchmarks/sgn_study.py run --queue B --toy --root /tmp/study   # end to end in a minute (tests)
 """
@@ -138,6 +140,37 @@ def record_start(out: Path, cmd: list[str]) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
+# ------------------------------------------------------------------------------------------------- final suite
+
+#: The final models scored with the full standard suite (the rest keep their curve only: the suite costs minutes per
+#: model on a CPU). Fast-AT is scored at its best validation (early stopping, as Wong et al. prescribe).
+FINAL = ("pgd40", "pgd10", "fast_at", "n_fgsm", "sgn_learned_r1", "sgn_frozen_r1", "sgn_sign_r1")
+
+
+def final_model(out: Path, key: str) -> Path:
+    return out / ("model-best.safetensors" if key == "fast_at" else "model.safetensors")
+
+
+def evaluate_finals(root: Path, *, seeds: tuple[int, ...], n: int, only: list[str] | None, toy: bool) -> None:
+    """The full standard suite (AutoAttack's four attacks) on the first `n` test images, at eps 0.3, per final
+    model; the result beside the run (final_eval.json), skipped when present."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for seed in seeds:
+        for run in METHODS:
+            if run.key not in FINAL or (only and run.key not in only):
+                continue
+            out = run_dir(root, run, seed)
+            target = out / "final_eval.json"
+            if not is_done(out) or target.exists():
+                continue
+            cmd = [sys.executable, "-m", "gradguard", "eval", "--checkpoint", str(final_model(out, run.key)),
+                   "--suite", "standard", "--eps", "0.3", "--n", str(n), "--out", str(target)]
+            if toy:
+                cmd.append("--quick")
+            print(f"[sgn_study] final suite: {' '.join(cmd[1:])}", flush=True)
+            subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+
+
 # ----------------------------------------------------------------------------------------------------- summary
 
 
@@ -170,6 +203,28 @@ def at_budget(records: list[dict[str, Any]], passes: float) -> float | None:
     return within[-1]["val_robust_acc"] if within else None
 
 
+def final_suite(out: Path) -> dict[str, Any]:
+    """The final model's standard-suite result with its 95% Wilson interval (empty when not evaluated yet)."""
+    path = out / "final_eval.json"
+    if not path.exists():
+        return {}
+    ev = json.loads(path.read_text())
+    n, acc = int(ev["n"]), float(ev["robust_accuracy"][0])
+    flags = [f["name"] for f in ev.get("flags", []) if f.get("triggered")]
+    return {"suite_robust": acc, "suite_ci": wilson(round(acc * n), n), "suite_n": n,
+            "suite_clean": ev["clean_accuracy"], "suite_flags": flags, "suite_quick": bool(ev["meta"].get("quick"))}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of k successes in n."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return (centre - half, centre + half)
+
+
 def summarize(root: Path, seeds: tuple[int, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {"seeds": {}, "protocol": {
         "target": "X = 0.9 x PGD-AT-40's plateau (mean of its last 3 validations), reached and held twice",
@@ -192,6 +247,7 @@ def summarize(root: Path, seeds: tuple[int, ...]) -> dict[str, Any]:
                 "passes_to_x": p, "ratio": (ref_passes / p) if (p and ref_passes) else None,
                 "at_ref_tenth": at_budget(rec, ref_passes / 10) if ref_passes else None,
                 "done": is_done(run_dir(root, run, seed)),
+                **final_suite(run_dir(root, run, seed)),
             })
         out["seeds"][str(seed)] = {"plateau": top, "target": target, "ref_passes_to_x": ref_passes, "rows": rows}
     return out
@@ -205,20 +261,29 @@ def _fmt(v: Any, pct: bool = False) -> str:
     return f"{v:,.0f}" if isinstance(v, float) and v > 100 else (f"{v:.2f}" if isinstance(v, float) else str(v))
 
 
+def _suite_cell(r: dict[str, Any]) -> str:
+    if "suite_robust" not in r:
+        return "not run"
+    lo, hi = r["suite_ci"]
+    note = " (quick)" if r["suite_quick"] else ""
+    flags = f"; flags: {', '.join(r['suite_flags'])}" if r["suite_flags"] else ""
+    return f"{100 * r['suite_robust']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}], n={r['suite_n']}{note}{flags}"
+
+
 def markdown(summary: dict[str, Any]) -> str:
     head = ("| method | done | epochs | passes | final robust (%) | best (%) | passes to X | R (PGD-AT-40 / method) "
-            "| robust at PGD-AT-40's passes-to-X / 10 (%) |")
+            "| robust at PGD-AT-40's passes-to-X / 10 (%) | standard suite (%, 95% CI) |")
     lines = ["# SGN study: passes to X against PGD-AT-40", "", f"Target: {summary['protocol']['target']}.",
              f"Curves: {summary['protocol']['val']}.", ""]
     for seed, s in summary["seeds"].items():
         lines += [f"## Seed {seed}", "",
                   f"PGD-AT-40 plateau {_fmt(s['plateau'], True)}%, X = {_fmt(s['target'], True)}%, "
                   f"PGD-AT-40 passes to X: {_fmt(s['ref_passes_to_x'])}.", "",
-                  head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  head, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for r in s["rows"]:
             cells = [r["label"], "yes" if r["done"] else "running", f"{r['epochs']:.2f}", _fmt(r["fb_passes"]),
                      _fmt(r["final_robust"], True), _fmt(r["best_robust"], True), _fmt(r["passes_to_x"]),
-                     _fmt(r["ratio"]), _fmt(r["at_ref_tenth"], True)]
+                     _fmt(r["ratio"]), _fmt(r["at_ref_tenth"], True), _suite_cell(r)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -273,7 +338,8 @@ def reference_curves(root: Path, seed: int = 0) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["plan", "run", "summary"])
+    ap.add_argument("command", choices=["plan", "run", "evaluate", "summary"])
+    ap.add_argument("--n", type=int, default=1000, help="evaluate: test images for the final suite")
     ap.add_argument("--root", type=Path, default=RESULTS)
     ap.add_argument("--queue", choices=["A", "B", "all"], default="all")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
@@ -291,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "run":
         run_queue(args.root, args.queue, seeds=seeds, toy=args.toy, only=args.only)
+        return 0
+    if args.command == "evaluate":
+        evaluate_finals(args.root, seeds=seeds, n=args.n, only=args.only, toy=args.toy)
         return 0
     summary = summarize(args.root, seeds)
     (args.root / "summary.json").write_text(json.dumps(summary, indent=1))

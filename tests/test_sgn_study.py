@@ -1,0 +1,53 @@
+"""The SGN study's decision rule (benchmarks/sgn_study.py) and one end-to-end toy run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("sgn_study", ROOT / "benchmarks" / "sgn_study.py")
+study = importlib.util.module_from_spec(spec)
+sys.modules["sgn_study"] = study  # dataclasses look their module up there
+spec.loader.exec_module(study)
+
+
+def recs(*points: tuple[float, float]) -> list[dict]:
+    return [{"fb_passes": p, "val_robust_acc": a, "epoch": i} for i, (p, a) in enumerate(points)]
+
+
+def test_target_must_be_reached_and_held_at_two_consecutive_validations() -> None:
+    curve = recs((10, 0.5), (20, 0.9), (30, 0.7), (40, 0.9), (50, 0.91), (60, 0.95))
+    assert study.passes_to(curve, 0.9) == 40  # 20 reached it once and fell back
+    assert study.passes_to(curve, 0.99) is None
+    assert study.plateau(curve) == pytest.approx((0.9 + 0.91 + 0.95) / 3)
+    assert study.plateau(curve[:2]) is None
+    assert study.at_budget(curve, 35) == 0.7 and study.at_budget(curve, 5) is None
+
+
+def test_wilson_interval_matches_the_closed_form() -> None:
+    lo, hi = study.wilson(8, 10)  # (p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), z = 1.96
+    assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
+
+
+def test_toy_study_runs_end_to_end_and_summarizes(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "sgn_study.py")]
+    args = ["--root", str(tmp_path), "--seeds", "0", "--toy", "--only", "pgd40", "sgn_learned_r1"]
+    subprocess.run([*cmd, "run", *args], check=True, cwd=ROOT, capture_output=True)
+    subprocess.run([*cmd, "run", *args], check=True, cwd=ROOT, capture_output=True)  # done runs are skipped
+    subprocess.run([*cmd, "summary", "--root", str(tmp_path), "--seeds", "0"], check=True, cwd=ROOT,
+                   capture_output=True)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rows = {r["key"]: r for r in summary["seeds"]["0"]["rows"]}
+    assert set(rows) == {"pgd40", "sgn_learned_r1"} and all(r["done"] for r in rows.values())
+    assert rows["pgd40"]["points"] == 4 and (tmp_path / "curves.png").exists()
+    assert len(list((tmp_path / "pgd40-s0" / "models").glob("step-*.safetensors"))) == 4
+    log = [json.loads(line) for line in (tmp_path / "pgd40-s0" / "study_log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and log[0]["git"] is not None  # the second call skipped the finished run
+    ref = json.loads((tmp_path / "reference_curves.json").read_text())
+    assert [c["key"] for c in ref["curves"]] == ["pgd40"] and ref["val_attack"] == "apgd-ce"
