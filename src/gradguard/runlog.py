@@ -13,7 +13,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MetricsLog", "read_metrics"]
+from gradguard.errors import GradguardError
+
+__all__ = ["MetricsLog", "MetricsLogError", "read_metrics"]
+
+
+class MetricsLogError(GradguardError):
+    """metrics.jsonl does not hold what the checkpoint says it held: the run folder was modified."""
 
 
 def _clean(v: Any) -> Any:
@@ -35,8 +41,9 @@ class MetricsLog:
         if truncate_to is not None and self.path.exists():
             size = self.path.stat().st_size
             if size < truncate_to:
-                raise RuntimeError(f"{self.path} is shorter ({size} bytes) than the checkpoint recorded "
-                                   f"({truncate_to}): the run directory was modified")
+                raise MetricsLogError(f"cannot resume: {self.path} is shorter ({size} bytes) than when the last "
+                                      f"checkpoint was written ({truncate_to} bytes); it was cut or replaced, so "
+                                      "the run's records are lost: restore it, or start a new run")
             os.truncate(self.path, truncate_to)
         # line-buffered: a record is visible to `tail -f` as soon as it is written
         self._f = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open for the run

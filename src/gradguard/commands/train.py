@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"gradguard train: --resume uses {own}; the CONFIG argument is ignored", file=sys.stderr)
             if args.overrides:
                 raise ConfigError("--set cannot be combined with --resume: a resumed run keeps its config")
+            if run_dir.is_dir() and not own.exists():  # stopped before it wrote anything: nothing to continue
+                raise ConfigError(f"{run_dir} has no config.toml: the run stopped before it started, so there is "
+                                  f"nothing to resume; start it again with: gradguard train CONFIG --out {run_dir}")
             cfg = load_config(own)
         else:
             if not args.config:
