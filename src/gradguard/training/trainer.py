@@ -236,6 +236,7 @@ class _Run:
         self.ckpt: tuple[dict[str, Tensor], dict[str, Any]] | None = None
         if self.resume and last.exists():
             self.ckpt = load_checkpoint(last)
+            self._check_resumable(self.ckpt[1])  # before any data is read
         elif self.resume:  # killed before its first checkpoint: nothing to continue, start over
             warnings.warn(f"{last} does not exist: starting {self.run_dir} from the beginning", stacklevel=3)
             self.resume = False
@@ -285,7 +286,8 @@ class _Run:
         if self.resume and main:
             self.log.write({"kind": "resume", "step": self.p.step, "epoch": self._epochs_done()})
 
-    def _restore(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    def _check_resumable(self, meta: dict[str, Any]) -> None:
+        """Refuse a checkpoint this run cannot continue: another config or another number of processes."""
         ckpt = self.ckpt_dir / "last.safetensors"
         changed = _changed_keys(meta.get("config") or {}, json.loads(json.dumps(self.cfg.model_dump(mode="json"))))
         if changed:
@@ -297,6 +299,9 @@ class _Run:
             raise ResumeError(f"cannot resume {self.run_dir}: {ckpt} was written by a {saved_world}-process run, this "
                               f"is a {self.info.world_size}-process one (batch shards and counts would differ); "
                               f"resume with torchrun --nproc_per_node={saved_world}, or start a new run")
+
+    def _restore(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        ckpt = self.ckpt_dir / "last.safetensors"
         # The recipe record has every setting with its defaults filled in: a library default that changed since the
         # run started is caught here (config.toml keeps only the recipe_args given).
         saved = meta.get("recipe")
