@@ -308,9 +308,10 @@ class _Run:
         now = json.loads(json.dumps(self.recipe.describe()))
         if saved is not None and saved != now:
             changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-            raise ValueError(f"cannot resume {self.run_dir}: recipe settings {changed} now default to "
-                             f"{[now.get(k) for k in changed]}, the run started with {[saved.get(k) for k in changed]} "
-                             "(set them explicitly in train.recipe_args)")
+            was = [saved.get(k) for k in changed]
+            raise ResumeError(f"cannot resume {self.run_dir}: recipe settings {changed} now default to "
+                              f"{[now.get(k) for k in changed]}, the run started with {was} "
+                              "(set them explicitly in train.recipe_args)")
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
             self.trained.load_state_dict(model_state, strict=True)
