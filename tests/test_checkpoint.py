@@ -244,3 +244,19 @@ def test_a_failed_write_names_its_file(tmp_path: Path, monkeypatch: pytest.Monke
         atomic_write_bytes(tmp_path / "last.safetensors", b"x")
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "last.safetensors")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("meta", "expected"), [
+    ('{"format": "gradguard-model/1", "dataset": "digits"}', "KeyError"),  # no model
+    ('{"format": "gradguard-model/1", "model": "madry-cnn", "dataset": "digits", "model_args": [1]}', "TypeError"),
+    ('{"format": "gradguard-model/1", "model": "nosuch", "dataset": "digits"}', "ValueError"),
+    ('{"format": "gradguard-model/1", "model": ', "corrupt gradguard metadata"),
+    ("[1, 2]", "not an exported model"),
+])
+def test_hand_made_model_metadata_is_refused_by_name(tmp_path: Path, meta: str, expected: str) -> None:
+    from safetensors.torch import save as st_save
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(st_save({"w": torch.ones(2)}, metadata={"gradguard": meta}))
+    with pytest.raises(CheckpointError, match=rf"{path}.*{expected}"):
+        load_model(path)

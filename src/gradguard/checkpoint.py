@@ -281,10 +281,19 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cp
     if _META_KEY not in header_meta:
         raise CheckpointError(f"{file} has no gradguard model metadata")
     _verify(tensors, header_meta, file)
-    meta = json.loads(header_meta[_META_KEY])
-    if meta.get("format") != MODEL_FORMAT:
-        raise CheckpointError(f"{file} is a {meta.get('format')!r} file, not an exported model ({MODEL_FORMAT})")
-    model = network_from_info(meta)
+    try:
+        meta = json.loads(header_meta[_META_KEY])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{file}: corrupt gradguard metadata ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        kind = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{file} is a {kind!r} file, not an exported model ({MODEL_FORMAT})")
+    try:
+        model = network_from_info(meta)
+    except (KeyError, TypeError, ValueError) as e:  # hand-made metadata: a missing, mistyped or unknown field
+        raise CheckpointError(f"{file}: its metadata does not describe a zoo network ({type(e).__name__}: {e}); "
+                              "expected the 'model', 'dataset', 'model_args' and 'randomization' that save_model "
+                              "writes") from None
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
