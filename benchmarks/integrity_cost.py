@@ -4,24 +4,32 @@ Times one SmallCNN training step on an MNIST-size batch (128 x 1 x 28 x 28, SGD)
 of all parameters, and the check on its own; then hashing a checkpoint's tensors and the MNIST train cache arrays
 (47 MB). The numbers behind checking every step (docs/training.md, "Reliability").
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/integrity_cost.py        # about 30 s, one thread
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/integrity_cost.py        # about a minute, one thread
+
+Writes benchmarks/results/integrity_cost/integrity_cost.{json,md}.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 import statistics
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from gradguard.atomic import atomic_write_text
 from gradguard.checkpoint import tensors_digest
 from gradguard.data import cache
 from gradguard.models import build_model
 from gradguard.training.finite import all_finite
+
+OUT = Path(__file__).resolve().parent / "results" / "integrity_cost"
 
 
 def _time(fn, repeat: int = 30) -> float:
@@ -51,9 +59,12 @@ def main() -> None:
         step()
         assert all_finite(params)
 
-    out = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": platform.processor() or
-           platform.machine(), "torch": torch.__version__, "threads": 1,
-           "params": sum(p.numel() for p in params)}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    out = {"command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/integrity_cost.py", "commit": commit,
+           "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+           "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.0f}",
+           "torch": torch.__version__, "threads": 1, "params": sum(p.numel() for p in params)}
     for _ in range(2):  # interleave so that drift hits both alike
         out["step_ms"] = _time(step)
         out["step_checked_ms"] = _time(step_checked)
@@ -68,7 +79,11 @@ def main() -> None:
         labels = np.load(cache.entry_dir("mnist") / "train-labels.npy")
         out["mnist_train_cache_mb"] = (images.nbytes + labels.nbytes) / 2**20
         out["mnist_train_digest_ms"] = _time(lambda: cache.array_digest(images, labels), 5)
-    print(json.dumps(out, indent=2))
+    text = json.dumps(out, indent=2)
+    print(text)
+    atomic_write_text(OUT / "integrity_cost.json", text + "\n")
+    rows = [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in out.items()]
+    atomic_write_text(OUT / "integrity_cost.md", "| what | value |\n| --- | --- |\n" + "\n".join(rows) + "\n")
 
 
 if __name__ == "__main__":
