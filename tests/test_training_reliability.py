@@ -224,3 +224,21 @@ def test_stop_inside_a_logging_window_resumes_to_the_same_records(tmp_path: Path
     a, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
     b, _ = load_checkpoint(tmp_path / "ref" / "checkpoints" / "last.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_a_full_disk_while_logging_names_the_log(tmp_path: Path) -> None:
+    from gradguard.runlog import MetricsLog
+
+    class FullDisk:
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self) -> None:
+            pass
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log._f.close()
+    log._f = FullDisk()
+    with pytest.raises(OSError) as e:
+        log.write({"kind": "train", "step": 1})
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "metrics.jsonl")

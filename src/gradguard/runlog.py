@@ -6,10 +6,12 @@ off whatever a killed run wrote after its last checkpoint and the log reads as i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +62,8 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self._f:
             return
-        self._f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        with self._naming_errors():
+            self._f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
         if self._tb is not None:
             step = int(record.get("step", 0))
             kind = record.get("kind", "train")
@@ -72,9 +75,20 @@ class MetricsLog:
         """Flush and return the file length (stored in checkpoints)."""
         if not self._f:
             return 0
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        with self._naming_errors():
+            self._f.flush()
+            os.fsync(self._f.fileno())
         return self._f.tell()
+
+    @contextlib.contextmanager
+    def _naming_errors(self) -> Iterator[None]:
+        """A failed write (disk full) names no file by itself: name this log, for the CLI's one-line message."""
+        try:
+            yield
+        except OSError as e:
+            if e.filename is None and e.errno is not None:
+                e.filename = str(self.path)
+            raise
 
     def close(self) -> None:
         if self._f:
