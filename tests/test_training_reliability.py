@@ -72,26 +72,49 @@ def test_lr_inf_stops_at_the_step_with_status_3_and_exports_nothing(tmp_path: Pa
     assert not (tmp_path / "r2" / "model.safetensors").exists() and not (tmp_path / "r2" / "results.json").exists()
 
 
-def test_weights_going_non_finite_keep_the_last_finite_checkpoint(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from gradguard.training import NonFiniteLossError
-
+def _poison_fourth_step(monkeypatch: pytest.MonkeyPatch, before=lambda: None) -> None:
+    """The 4th SGD update writes an inf into the weights (its loss was finite); `before` runs just before it."""
     real_step = torch.optim.SGD.step
     calls = {"n": 0}
 
-    def poisoned(self, closure=None):  # the 4th update writes an inf into the weights, with a finite loss
+    def poisoned(self, closure=None):
         out = real_step(self, closure)
         calls["n"] += 1
         if calls["n"] == 4:
+            before()
             self.param_groups[0]["params"][0].data.view(-1)[0] = float("inf")
         return out
 
     monkeypatch.setattr(torch.optim.SGD, "step", poisoned)
+
+
+def test_weights_going_non_finite_keep_the_last_finite_checkpoint(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradguard.training import NonFiniteLossError
+
+    _poison_fourth_step(monkeypatch)
     with pytest.raises(NonFiniteLossError, match=r"weights .* at epoch 0 step 3 .* holds 1 NaN/inf .*\(step 2\)"):
         train(parse_config(config(epochs=2)), tmp_path / "r")
     tensors, meta = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.safetensors")
     assert meta["step"] == 2 and all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point())
     assert not (tmp_path / "r" / "model.safetensors").exists()
+
+
+def test_the_kept_checkpoint_is_read_back_before_it_is_called_good(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradguard.training import NonFiniteLossError
+
+    last = tmp_path / "r" / "checkpoints" / "last.safetensors"
+
+    def damage() -> None:
+        data = bytearray(last.read_bytes())
+        data[-100] ^= 0x01
+        last.write_bytes(bytes(data))
+
+    _poison_fourth_step(monkeypatch, damage)
+    with pytest.raises(NonFiniteLossError, match=r"the last checkpoint is not usable either: .* is damaged") as e:
+        train(parse_config(config(epochs=2)), tmp_path / "r")
+    assert "last good checkpoint" not in str(e.value)
 
 
 # ------------------------------------------------------------------------------------------- resume refusals

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from gradguard.atomic import atomic_write_text
 from gradguard.checkpoint import (
+    CheckpointError,
     flatten_state,
     load_checkpoint,
     network_from_info,
@@ -449,7 +450,11 @@ class _Run:
         last = self.ckpt_dir / "last.safetensors"
         if not last.exists():
             return "no checkpoint had been written yet"
-        return f"the last good checkpoint {last} (step {self.p.last_ckpt_step}) was kept"
+        try:  # read it back: the message promises a good checkpoint, so check that it still is one
+            step = load_checkpoint(last)[1]["step"]
+        except CheckpointError as e:
+            return f"the last checkpoint is not usable either: {e}"
+        return f"the last good checkpoint {last} (step {step}) was kept"
 
     def _non_finite_weights(self) -> None:
         name, count = first_non_finite(self.trained.named_parameters()) or ("a parameter", 0)
