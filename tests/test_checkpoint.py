@@ -182,3 +182,81 @@ def test_read_metadata_reads_only_the_header(tmp_path: Path) -> None:
     torch.save({"w": 1}, tmp_path / "p.safetensors")
     with pytest.raises(CheckpointError, match="pickle payload"):
         read_metadata(tmp_path / "p.safetensors")
+
+
+# ----------------------------------------------------------------------------------------------- integrity
+
+
+def _flip(path: Path, where: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[where] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("where", ["tensor bytes", "metadata", "digest"])
+def test_one_flipped_byte_is_refused_by_name(tmp_path: Path, where: str) -> None:
+    path = tmp_path / "last.safetensors"
+    save_checkpoint(path, {"w": torch.arange(1000.0), "b": torch.ones(3, dtype=torch.bfloat16)}, {"step": 12345})
+    data = path.read_bytes()
+    offset = {"tensor bytes": len(data) - 2001, "metadata": data.index(b"12345"),
+              "digest": data.index(b"gradguard_sha256") + len('gradguard_sha256":"') + 3}[where]
+    _flip(path, offset)
+    with pytest.raises(CheckpointError, match=rf"{path} is damaged: the sha256 .* differs"):
+        load_checkpoint(path)
+
+
+def test_a_damaged_exported_model_is_refused(tmp_path: Path) -> None:
+    model = build_model("madry-cnn", "digits")
+    save_model(model, tmp_path / "model.safetensors", {"model": "madry-cnn", "dataset": "digits"})
+    _flip(tmp_path / "model.safetensors", -5)
+    with pytest.raises(CheckpointError, match="model.safetensors is damaged"):
+        load_model(tmp_path)
+
+
+def test_files_written_before_digests_still_load(tmp_path: Path) -> None:
+    import json
+
+    from safetensors.torch import save as st_save
+
+    path = tmp_path / "old.safetensors"
+    path.write_bytes(st_save({"w": torch.ones(2)}, metadata={"gradguard": json.dumps({"step": 3})}))
+    tensors, meta = load_checkpoint(path)
+    assert meta == {"step": 3} and torch.equal(tensors["w"], torch.ones(2))
+
+
+def test_export_refuses_non_finite_weights(tmp_path: Path) -> None:
+    model = build_model("madry-cnn", "digits")
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("nan"))
+    with pytest.raises(CheckpointError, match=r"refusing to export .*model.safetensors: .* holds \d+ non-finite"):
+        save_model(model, tmp_path / "model.safetensors", {"model": "madry-cnn", "dataset": "digits"})
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_a_failed_write_names_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as e:
+        atomic_write_bytes(tmp_path / "last.safetensors", b"x")
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "last.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("meta", "expected"), [
+    ('{"format": "gradguard-model/1", "dataset": "digits"}', "KeyError"),  # no model
+    ('{"format": "gradguard-model/1", "model": "madry-cnn", "dataset": "digits", "model_args": [1]}', "TypeError"),
+    ('{"format": "gradguard-model/1", "model": "nosuch", "dataset": "digits"}', "ValueError"),
+    ('{"format": "gradguard-model/1", "model": ', "corrupt gradguard metadata"),
+    ("[1, 2]", "not an exported model"),
+])
+def test_hand_made_model_metadata_is_refused_by_name(tmp_path: Path, meta: str, expected: str) -> None:
+    from safetensors.torch import save as st_save
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(st_save({"w": torch.ones(2)}, metadata={"gradguard": meta}))
+    with pytest.raises(CheckpointError, match=rf"{path}.*{expected}"):
+        load_model(path)

@@ -239,11 +239,44 @@ def test_cache_entry_gets_umask_permissions(tmp_path: Path):
     assert (tmp_path / "cache" / "datasets" / "digits").stat().st_mode & 0o777 == 0o755
 
 
-def test_damaged_cache_entry_is_reported(tmp_path: Path):
-    load("digits")
-    (tmp_path / "cache" / "datasets" / "digits" / "test-images.npy").write_bytes(b"garbage")
-    with pytest.raises(DatasetError, match="damaged cache entry"):
-        load("digits", "test")
+def _overwrite(path: Path, n: int = 2000) -> None:
+    """The issue's damage: n bytes in the middle of a cached array, its header intact."""
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid: mid + n] = bytes((b + 1) % 256 for b in data[mid: mid + n])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["overwrite", "garbage"])
+def test_a_damaged_cache_entry_is_rebuilt_from_its_source_with_a_warning(tmp_path: Path, damage: str):
+    clean = load("digits", "train").images.clone()
+    target = tmp_path / "cache" / "datasets" / "digits" / "train-images.npy"
+    if damage == "overwrite":
+        _overwrite(target)
+    else:
+        target.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match=rf"{target}: damaged cache entry .*rebuilt from scikit-learn"):
+        again = load("digits", "train")
+    assert again.images.equal(clean) and info("digits")["cache_intact"]
+
+
+def test_a_damaged_cache_entry_without_its_source_is_refused_by_name(tmp_path: Path, monkeypatch):
+    from gradguard.data import api
+
+    load("digits", "train")
+    target = tmp_path / "cache" / "datasets" / "digits" / "train-images.npy"
+    _overwrite(target)
+    monkeypatch.setattr(api, "local_routes", lambda name: [])  # the source is gone
+    with pytest.raises(DatasetError, match=rf"{target}: the cached digits train split is damaged .*data fetch"):
+        load("digits", "train")
+
+
+def test_a_damaged_cache_entry_is_rebuilt_from_the_users_folder(tmp_path: Path, fake_published):
+    _write_blobs(tmp_path / "user", fake_published)
+    clean = load("mnist", root=tmp_path / "user").images.clone()
+    _overwrite(tmp_path / "cache" / "datasets" / "mnist" / "train-images.npy", 200)
+    with pytest.warns(UserWarning, match="rebuilt from"):
+        assert load("mnist", root=tmp_path / "user").images.equal(clean)
 
 
 def test_digits_always_available_and_fast_second_load():

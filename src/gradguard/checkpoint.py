@@ -4,6 +4,8 @@ A checkpoint is ONE `.safetensors` file whose header metadata carries the JSON (
 progress, the non-tensor parts of optimizer/recipe state), so a crash can never leave a weights file and a metadata
 file that disagree; a readable `.json` copy is written next to it for people. Files are written to a temporary
 name and renamed into place (`os.replace`), so a reader sees the old file or the new one, never half of one.
+The header also carries a sha256 of the tensors and the metadata (`tensors_digest`), checked on every load: a file
+changed after it was written (a flipped bit, a partial overwrite) is refused by name instead of trained on.
 
     save_checkpoint(path, tensors, meta);  tensors, meta = load_checkpoint(path)
     save_model(model, "run/model.safetensors", {...});  model = load_model("run")
@@ -11,6 +13,7 @@ name and renamed into place (`os.replace`), so a reader sees the old file or the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -24,6 +27,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from gradguard.atomic import atomic_write_bytes
+from gradguard.errors import GradguardError
 
 __all__ = [
     "CheckpointError",
@@ -35,14 +39,16 @@ __all__ = [
     "save_model",
     "load_model",
     "network_from_info",
+    "tensors_digest",
 ]
 
 _META_KEY = "gradguard"
+_DIGEST_KEY = "gradguard_sha256"
 CHECKPOINT_FORMAT = "gradguard-checkpoint/1"
 MODEL_FORMAT = "gradguard-model/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(GradguardError, ValueError):
     """A checkpoint or model file that cannot be read safely; the message names the file."""
 
 
@@ -83,6 +89,37 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, st
     except Exception as e:  # safetensors raises its own error types
         raise CheckpointError(f"cannot read {path} as safetensors: {e}") from None
     return tensors, header.get("__metadata__", {}) or {}, path
+
+
+def tensors_digest(tensors: Mapping[str, Tensor], meta_text: str) -> str:
+    """sha256 over the metadata text and every tensor's name, dtype, shape and bytes (in name order).
+
+    Computed from the tensors rather than the file, so it can sit inside the file it protects: one file, one write,
+    no sidecar that a crash could leave disagreeing with its checkpoint.
+    """
+    h = hashlib.sha256(meta_text.encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
+
+def _sealed(tensors: Mapping[str, Tensor], meta_text: str) -> bytes:
+    """The safetensors bytes of `tensors` with `meta_text` and its digest in the header."""
+    own = _tensor_dict(tensors)
+    return st_save(own, metadata={_META_KEY: meta_text, _DIGEST_KEY: tensors_digest(own, meta_text)})
+
+
+def _verify(tensors: Mapping[str, Tensor], header_meta: Mapping[str, str], path: Path) -> None:
+    """Refuse a file whose tensors or metadata changed after it was written (files from before digests pass)."""
+    want = header_meta.get(_DIGEST_KEY)
+    if want is None or _META_KEY not in header_meta:
+        return
+    got = tensors_digest(tensors, header_meta[_META_KEY])
+    if got != want:
+        raise CheckpointError(f"{path} is damaged: the sha256 of its contents ({got[:16]}...) differs from the one "
+                              f"written with it ({want[:16]}...); it was changed after it was written and is not used")
 
 
 def _tensor_dict(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -146,15 +183,16 @@ def save_checkpoint(path: str | os.PathLike[str], tensors: Mapping[str, Tensor],
     path = Path(path)
     meta = {"format": CHECKPOINT_FORMAT, **meta}
     text = json.dumps(meta, sort_keys=True)
-    atomic_write_bytes(path, st_save(_tensor_dict(tensors), metadata={_META_KEY: text}))
+    atomic_write_bytes(path, _sealed(tensors, text))
     atomic_write_bytes(path.with_suffix(".json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Read a checkpoint written by `save_checkpoint`; never unpickles, refuses pickle payloads."""
+    """Read a checkpoint written by `save_checkpoint`; never unpickles, refuses pickle payloads and damaged files."""
     tensors, header_meta, path = _read(path)
     if _META_KEY not in header_meta:
         raise CheckpointError(f"{path} is a safetensors file without gradguard metadata (not a gradguard checkpoint)")
+    _verify(tensors, header_meta, path)
     try:
         meta = json.loads(header_meta[_META_KEY])
     except json.JSONDecodeError as e:
@@ -193,14 +231,19 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], info: Mapping[str
 
     `info` must carry ``model`` (zoo name) and ``dataset``; optional ``model_args``, ``randomization`` (kind or
     "none") and ``randomization_args``; anything else (run name, accuracy, provenance) is kept as a record.
+    Weights holding NaN or inf are refused (CheckpointError): such a model would only ever score chance.
     """
     missing = [k for k in ("model", "dataset") if k not in info]
     if missing:
         raise ValueError(f"save_model: info lacks {missing}")
     path = Path(path)
+    state = model.state_dict()
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"refusing to export {path}: {name} holds {bad} non-finite (NaN or inf) values")
     meta = {"format": MODEL_FORMAT, "model_args": {}, "randomization": "none", "randomization_args": {}, **info}
-    atomic_write_bytes(path, st_save(_tensor_dict(model.state_dict()),
-                                     metadata={_META_KEY: json.dumps(meta, sort_keys=True)}))
+    atomic_write_bytes(path, _sealed(state, json.dumps(meta, sort_keys=True)))
     atomic_write_bytes(path.with_suffix(".json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
@@ -237,10 +280,20 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cp
     tensors, header_meta, file = _read(file)
     if _META_KEY not in header_meta:
         raise CheckpointError(f"{file} has no gradguard model metadata")
-    meta = json.loads(header_meta[_META_KEY])
-    if meta.get("format") != MODEL_FORMAT:
-        raise CheckpointError(f"{file} is a {meta.get('format')!r} file, not an exported model ({MODEL_FORMAT})")
-    model = network_from_info(meta)
+    _verify(tensors, header_meta, file)
+    try:
+        meta = json.loads(header_meta[_META_KEY])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{file}: corrupt gradguard metadata ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        kind = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{file} is a {kind!r} file, not an exported model ({MODEL_FORMAT})")
+    try:
+        model = network_from_info(meta)
+    except (KeyError, TypeError, ValueError) as e:  # hand-made metadata: a missing, mistyped or unknown field
+        raise CheckpointError(f"{file}: its metadata does not describe a zoo network ({type(e).__name__}: {e}); "
+                              "expected the 'model', 'dataset', 'model_args' and 'randomization' that save_model "
+                              "writes") from None
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

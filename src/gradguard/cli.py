@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+
+from gradguard.errors import GradguardError
 
 # Subcommand name -> module in gradguard.commands. Each module defines
 #   add_arguments(parser: argparse.ArgumentParser) -> None, HELP: str, EPILOG: str (examples), run(args) -> int
@@ -50,6 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
+    except GradguardError as e:  # the message is the whole story: one line, no traceback
+        print(f"gradguard {args.command}: {e}", file=sys.stderr)
+        return e.exit_status
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"gradguard {args.command}: cannot write {e.filename or 'a file'}: {e.strerror} (free some space; a "
+              "run can then be resumed with --resume, its last checkpoint is intact)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -6,14 +6,22 @@ off whatever a killed run wrote after its last checkpoint and the log reads as i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MetricsLog", "read_metrics"]
+from gradguard.errors import GradguardError
+
+__all__ = ["MetricsLog", "MetricsLogError", "read_metrics"]
+
+
+class MetricsLogError(GradguardError):
+    """metrics.jsonl does not hold what the checkpoint says it held: the run folder was modified."""
 
 
 def _clean(v: Any) -> Any:
@@ -35,8 +43,9 @@ class MetricsLog:
         if truncate_to is not None and self.path.exists():
             size = self.path.stat().st_size
             if size < truncate_to:
-                raise RuntimeError(f"{self.path} is shorter ({size} bytes) than the checkpoint recorded "
-                                   f"({truncate_to}): the run directory was modified")
+                raise MetricsLogError(f"cannot resume: {self.path} is shorter ({size} bytes) than when the last "
+                                      f"checkpoint was written ({truncate_to} bytes); it was cut or replaced, so "
+                                      "the run's records are lost: restore it, or start a new run")
             os.truncate(self.path, truncate_to)
         # line-buffered: a record is visible to `tail -f` as soon as it is written
         self._f = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open for the run
@@ -53,7 +62,8 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self._f:
             return
-        self._f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+        with self._naming_errors():
+            self._f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
         if self._tb is not None:
             step = int(record.get("step", 0))
             kind = record.get("kind", "train")
@@ -65,9 +75,20 @@ class MetricsLog:
         """Flush and return the file length (stored in checkpoints)."""
         if not self._f:
             return 0
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        with self._naming_errors():
+            self._f.flush()
+            os.fsync(self._f.fileno())
         return self._f.tell()
+
+    @contextlib.contextmanager
+    def _naming_errors(self) -> Iterator[None]:
+        """A failed write (disk full) names no file by itself: name this log, for the CLI's one-line message."""
+        try:
+            yield
+        except OSError as e:
+            if e.filename is None and e.errno is not None:
+                e.filename = str(self.path)
+            raise
 
     def close(self) -> None:
         if self._f:

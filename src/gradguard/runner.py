@@ -19,6 +19,7 @@ from gradguard.atomic import atomic_write_text
 from gradguard.config import ConfigError, ExperimentConfig, dump_config, load_config
 from gradguard.report.files import write_json_atomic
 from gradguard.report.records import RESULTS_SCHEMA
+from gradguard.runlock import hold_run_dir, run_dir_is_empty
 
 __all__ = ["run_experiment", "RunExistsError"]
 
@@ -58,20 +59,25 @@ def run_experiment(
 
     `resume=True` continues an interrupted run (training from its last checkpoint; evaluation and report are
     redone). Without it an existing run directory is an error, so a finished run is never overwritten by accident.
+    The directory is locked for the whole run: a second process on it gets RunLockedError, naming the first.
     """
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides)
+    out = Path(run_dir) if run_dir else Path("runs") / cfg.name
+    with hold_run_dir(out):
+        if not resume and not run_dir_is_empty(out):
+            raise RunExistsError(f"{out} already holds a run: resume it with --resume {out}, or choose --out DIR")
+        command = command or "gradguard run " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        return _run_locked(cfg, out, resume, command)
+
+
+def _run_locked(cfg: ExperimentConfig, out: Path, resume: bool, command: str) -> Path:
+    """`run_experiment` once `out` is held."""
     from gradguard.checkpoint import load_model
     from gradguard.evaluation import evaluate
     from gradguard.models import is_randomized
     from gradguard.provenance import environment
     from gradguard.report import write_run_report
     from gradguard.training import train
-
-    cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides)
-    out = Path(run_dir) if run_dir else Path("runs") / cfg.name
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise RunExistsError(f"{out} already holds a run: resume it with --resume {out}, or choose --out DIR")
-    out.mkdir(parents=True, exist_ok=True)
-    command = command or "gradguard run " + " ".join(shlex.quote(a) for a in sys.argv[2:])
 
     if resume and (out / "train_summary.json").exists() and (out / "model.safetensors").exists():
         import json

@@ -28,9 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gradguard.checkpoint import CheckpointError
     from gradguard.config import ConfigError, load_config
-    from gradguard.training import NonFiniteLossError, train
+    from gradguard.training import train
 
     try:
         if args.resume:
@@ -40,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"gradguard train: --resume uses {own}; the CONFIG argument is ignored", file=sys.stderr)
             if args.overrides:
                 raise ConfigError("--set cannot be combined with --resume: a resumed run keeps its config")
+            if run_dir.is_dir() and not own.exists():  # stopped before it wrote anything: nothing to continue
+                raise ConfigError(f"{run_dir} has no config.toml: the run stopped before it started, so there is "
+                                  f"nothing to resume; start it again with: gradguard train CONFIG --out {run_dir}")
             cfg = load_config(own)
         else:
             if not args.config:
@@ -47,12 +49,11 @@ def run(args: argparse.Namespace) -> int:
             cfg = load_config(args.config, args.overrides)
             run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
         summary = train(cfg, run_dir, resume=bool(args.resume))
-    except (ConfigError, CheckpointError, FileExistsError, FileNotFoundError) as e:
+    except (ConfigError, FileExistsError, FileNotFoundError) as e:
         print(f"gradguard train: {e}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as e:
-        print(f"gradguard train: {e}", file=sys.stderr)
-        return 3
+    # a damaged checkpoint, a refused resume, a locked folder, a dataset problem (exit 1) or a NaN/inf (exit 3)
+    # reach gradguard.cli.main, which prints every GradguardError on one line
     final = summary.get("final_val") or {}
     brief = {k: summary.get(k) for k in ("run_dir", "step", "epochs", "fb_passes", "wall_s")}
     brief.update({k: final.get(k) for k in ("val_clean_acc", "val_robust_acc")})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -124,14 +125,41 @@ def load(
     """Load one split of a dataset as uint8 tensors in memory (see ``ImageData``).
 
     Never touches the network unless ``download=True``; a missing dataset raises ``DatasetNotFoundError``
-    naming the files expected and the ``gradguard data fetch`` command.
+    naming the files expected and the ``gradguard data fetch`` command. The cached arrays are checked against the
+    sha256 recorded when they were verified; a damaged entry is rebuilt from its source with a warning, or refused
+    (DatasetError naming the entry) when no source is left.
     """
     spec = get_spec(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: expected one of {SPLITS}")
     meta = _ensure(spec.name, root, download)
-    images, labels = cache.read_split(spec.name, split, meta)
+    images, labels = _read_checked(spec.name, split, meta, root, download)
     return ImageData(torch.from_numpy(images), torch.from_numpy(labels), spec, meta["source"], split)
+
+
+def _read_checked(name: str, split: str, meta: dict[str, Any], root: str | os.PathLike[str] | None,
+                  download: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The cached split, its digest checked; a damaged entry is rebuilt once from the first source that has it."""
+    try:
+        images, labels = cache.read_split(name, split, meta)
+        intact = cache.split_intact(name, split, meta, images, labels)
+    except DatasetError:
+        intact = False
+    if intact:
+        return images, labels
+    where = cache.entry_dir(name) / f"{split}-images.npy"
+    try:
+        meta = _ensure(name, root, download, refresh=True)
+    except DatasetNotFoundError:
+        raise DatasetError(f"{where}: the cached {name} {split} split is damaged (its sha256 differs from the one "
+                           f"recorded when it was verified) and no source to rebuild it from was found; fetch it "
+                           f"again with: gradguard data fetch {name} --refresh", where) from None
+    warnings.warn(f"{where}: damaged cache entry (sha256 differs from when it was verified); rebuilt from "
+                  f"{meta['source']}", stacklevel=3)
+    images, labels = cache.read_split(name, split, meta)
+    if not cache.split_intact(name, split, meta, images, labels):
+        raise DatasetError(f"{where}: the rebuilt {name} cache entry does not match its own digest", where)
+    return images, labels
 
 
 def fetch(

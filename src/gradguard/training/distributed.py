@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["DistInfo", "setup", "teardown", "shard", "allreduce_grads", "broadcast_module", "all_sum"]
+__all__ = ["DistInfo", "launched_rank", "setup", "teardown", "shard", "allreduce_grads", "broadcast_module", "all_sum"]
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,15 @@ def _pick_device(requested: str, local_rank: int) -> torch.device:
     return device
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (0 when not launched by torchrun), known before `setup`."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(requested_device: str = "auto") -> DistInfo:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1), else a single-process DistInfo."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank = launched_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = _pick_device(requested_device, local_rank)
     if world > 1 and not dist.is_initialized():

@@ -8,7 +8,10 @@ optimizer step, with the lr set from the schedule at every iteration. Forward pa
 counted by a hook; wall time excludes validation and checkpoint writing, both of which are logged on their own.
 Exact resume: data order and augmentation come from a Generator re-derived from (seed, epoch), so a resumed epoch
 replays its batch order and skips the done batches; the recipe's Generator, the global RNG, the optimizer and the
-recipe state are restored from the last checkpoint, and metrics.jsonl is cut back to what it held at that moment.
+recipe state are restored from the last checkpoint, and metrics.jsonl is cut back to what it held at that moment;
+the running loss/accuracy window of the train records is in the checkpoint too, so every record after a resume
+equals the uninterrupted run's. The run folder is locked for the whole run (`gradguard.runlock`), and the weights
+are checked finite after every optimizer step (`training.finite`): a run never checkpoints or exports NaN weights.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tqdm.auto import tqdm
 
 from gradguard.atomic import atomic_write_text
 from gradguard.checkpoint import (
+    CheckpointError,
     flatten_state,
     load_checkpoint,
     network_from_info,
@@ -38,11 +42,14 @@ from gradguard.checkpoint import (
     unflatten_state,
 )
 from gradguard.config import ExperimentConfig, dump_config
+from gradguard.errors import GradguardError
 from gradguard.passes import PassCounter
 from gradguard.provenance import environment
+from gradguard.runlock import hold_run_dir
 from gradguard.runlog import MetricsLog, read_metrics
 from gradguard.threat import threat_model
 from gradguard.training import distributed as ddp
+from gradguard.training.finite import all_finite, first_non_finite
 from gradguard.training.optim import build_optimizer, set_lr
 from gradguard.training.recipe import Recipe, StepContext
 from gradguard.training.recipes import build_recipe
@@ -50,11 +57,22 @@ from gradguard.training.schedules import lr_factor
 from gradguard.training.seeding import derive_seed, make_generator, seed_everything
 from gradguard.training.validation import robust_validate, val_attack_steps
 
-__all__ = ["train", "NonFiniteLossError", "Progress", "prepare_data", "build_network"]
+__all__ = ["train", "NonFiniteLossError", "NonFiniteWeightsError", "ResumeError", "Progress", "prepare_data",
+           "build_network"]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(GradguardError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_status = 3
+
+
+class NonFiniteWeightsError(NonFiniteLossError):
+    """An optimizer step made a weight NaN or infinite; the last checkpoint (finite by construction) is kept."""
+
+
+class ResumeError(GradguardError, ValueError):
+    """The run folder cannot be continued as it is (edited config, other world size, shortened log...)."""
 
 
 @dataclass
@@ -137,6 +155,23 @@ class _InterruptFlag:
 # --------------------------------------------------------------------------------------------------- state
 
 
+def _new_window(wall_s: float) -> dict[str, Any]:
+    """The running sums behind one train record (saved in checkpoints: a resume continues the same window)."""
+    return {"loss": 0.0, "acc": 0.0, "n": 0, "imgs": 0, "t0": wall_s, "logs": {}}
+
+
+def _changed_keys(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dumps (for the resume error)."""
+    out = []
+    for k in sorted(saved.keys() | now.keys()):
+        a, b = saved.get(k), now.get(k)
+        if isinstance(a, dict) and isinstance(b, dict) and k not in ("model_args", "recipe_args"):
+            out += _changed_keys(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}")
+    return out
+
+
 def _rng_tensors(recipe_gen: torch.Generator, device: torch.device) -> dict[str, Tensor]:
     out = {"rng.torch_cpu": torch.random.get_rng_state(), "rng.recipe": recipe_gen.get_state()}
     if device.type == "cuda":
@@ -167,8 +202,9 @@ def train(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False
     """Run one experiment into `run_dir`; returns the summary (also written to `train_summary.json`).
 
     `resume=True` continues from `run_dir/checkpoints/last.safetensors` (the config must be the run's own).
-    Raises NonFiniteLossError on a NaN/inf loss (the last good checkpoint stays) and KeyboardInterrupt after saving
-    a resumable checkpoint on Ctrl-C.
+    Raises NonFiniteLossError on a NaN/inf loss or weight (the last good checkpoint stays), RunLockedError when
+    another process holds `run_dir`, ResumeError when the folder cannot be continued, and KeyboardInterrupt after
+    saving a resumable checkpoint on Ctrl-C.
     """
     return _Run(config, Path(run_dir), resume).run()
 
@@ -201,11 +237,14 @@ class _Run:
         self.ckpt: tuple[dict[str, Tensor], dict[str, Any]] | None = None
         if self.resume and last.exists():
             self.ckpt = load_checkpoint(last)
+            self._check_resumable(self.ckpt[1])  # before any data is read
         elif self.resume:  # killed before its first checkpoint: nothing to continue, start over
             warnings.warn(f"{last} does not exist: starting {self.run_dir} from the beginning", stacklevel=3)
             self.resume = False
         elif last.exists():
             raise FileExistsError(f"{self.run_dir} already holds a run ({last}); resume it or choose another dir")
+        if self.info.is_main and not self.resume:  # first thing written: from here on the run can be resumed
+            atomic_write_text(self.run_dir / "config.toml", dump_config(cfg))
 
         seed_everything(cfg.seed)  # the single place a run seeds the global RNGs (weight init, dropout)
         self.train_set, self.val_set = prepare_data(cfg)
@@ -236,14 +275,11 @@ class _Run:
             self.val_x, self.val_y = self.val_set.tensors()
 
         self.p = Progress()
+        self.window: dict[str, Any] = {}
         if self.ckpt is not None:
             self._restore(*self.ckpt)
         self.counter = PassCounter(self.plain)
         main = self.info.is_main
-        if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if not self.resume:
-                atomic_write_text(self.run_dir / "config.toml", dump_config(cfg))
         self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=main,
                               truncate_to=self.p.metrics_offset if self.resume else 0,
                               tensorboard=t.tensorboard)
@@ -251,25 +287,43 @@ class _Run:
         if self.resume and main:
             self.log.write({"kind": "resume", "step": self.p.step, "epoch": self._epochs_done()})
 
+    def _check_resumable(self, meta: dict[str, Any]) -> None:
+        """Refuse a checkpoint this run cannot continue: another config or another number of processes."""
+        ckpt = self.ckpt_dir / "last.safetensors"
+        changed = _changed_keys(meta.get("config") or {}, json.loads(json.dumps(self.cfg.model_dump(mode="json"))))
+        if changed:
+            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            raise ResumeError(f"cannot resume {self.run_dir}: the config differs from the one {ckpt} was trained "
+                              f"with in {shown} (was config.toml edited? restore it, or start a new run)")
+        saved_world = int(meta.get("world_size", 1))
+        if saved_world != self.info.world_size:
+            raise ResumeError(f"cannot resume {self.run_dir}: {ckpt} was written by a {saved_world}-process run, this "
+                              f"is a {self.info.world_size}-process one (batch shards and counts would differ); "
+                              f"resume with torchrun --nproc_per_node={saved_world}, or start a new run")
+
     def _restore(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        if meta.get("config") != json.loads(json.dumps(self.cfg.model_dump(mode="json"))):
-            raise ValueError(f"cannot resume {self.run_dir}: the config differs from the one the run was started with "
-                             "(resume with the run's own config.toml)")
+        ckpt = self.ckpt_dir / "last.safetensors"
         # The recipe record has every setting with its defaults filled in: a library default that changed since the
         # run started is caught here (config.toml keeps only the recipe_args given).
         saved = meta.get("recipe")
         now = json.loads(json.dumps(self.recipe.describe()))
         if saved is not None and saved != now:
             changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-            raise ValueError(f"cannot resume {self.run_dir}: recipe settings {changed} now default to "
-                             f"{[now.get(k) for k in changed]}, the run started with {[saved.get(k) for k in changed]} "
-                             "(set them explicitly in train.recipe_args)")
+            was = [saved.get(k) for k in changed]
+            raise ResumeError(f"cannot resume {self.run_dir}: recipe settings {changed} now default to "
+                              f"{[now.get(k) for k in changed]}, the run started with {was} "
+                              "(set them explicitly in train.recipe_args)")
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.trained.load_state_dict(model_state, strict=True)
+        try:
+            self.trained.load_state_dict(model_state, strict=True)
+        except RuntimeError as e:
+            raise ResumeError(f"cannot resume {self.run_dir}: {ckpt} holds another network's weights than "
+                              f"{self.cfg.model.name!r} ({str(e).splitlines()[-1].strip()})") from None
         self.optimizer.load_state_dict(unflatten_state(meta["optimizer"], tensors))
         recipe_state = {k[len("recipe."):]: v for k, v in tensors.items() if k.startswith("recipe.")}
         self.recipe.load_state_dict(recipe_state)
         self.p = Progress(**meta["progress"])
+        self.window = dict(meta.get("log_window") or {})
         _restore_rng(tensors, self.recipe_gen, self.device, seed=self.cfg.seed, rank=self.info.rank, step=self.p.step)
 
     # -- checkpoints ----------------------------------------------------------------------------------------
@@ -290,6 +344,7 @@ class _Run:
             "optimizer": opt_tree,
             "scheduler": {"kind": self.cfg.train.schedule, "step": self.p.step, "total_steps": self.total_steps},
             "recipe": self.recipe.describe(),  # every setting, defaults filled in: checked on resume
+            "log_window": self.window,  # the train-record window under way, so a resume logs what the run would
             "environment": self.env,
         }
         return tensors, meta
@@ -378,13 +433,13 @@ class _Run:
                 loss = ddp.allreduce_grads(self.params, x.shape[0], global_n, loss)
             lv = float(loss)
             if not math.isfinite(lv):
-                raise NonFiniteLossError(
-                    f"non-finite loss ({lv}) at epoch {self.p.epoch} step {self.p.step} (batch {self.p.batch} of the "
-                    f"epoch); the run stopped and the last good checkpoint "
-                    f"{self.ckpt_dir / 'last.safetensors'} (step {self.p.last_ckpt_step}) was kept")
+                raise NonFiniteLossError(f"non-finite loss ({lv}) at epoch {self.p.epoch} step {self.p.step} (batch "
+                                         f"{self.p.batch} of the epoch); the run stopped; {self._kept()}")
             if t.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip)
             self.optimizer.step()
+            if not all_finite(self.params):
+                self._non_finite_weights()
             self.p.step += 1
             fwd, fb = self.counter.since(snap, x.shape[0])
             self.p.fwd_passes += fwd
@@ -395,15 +450,35 @@ class _Run:
                 logs[k] = logs.get(k, 0.0) + float(v) / self.replays
         return loss_sum / self.replays, correct / self.replays, eps, logs
 
+    def _kept(self) -> str:
+        last = self.ckpt_dir / "last.safetensors"
+        if not last.exists():
+            return "no checkpoint had been written yet"
+        try:  # read it back: the message promises a good checkpoint, so check that it still is one
+            step = load_checkpoint(last)[1]["step"]
+        except CheckpointError as e:
+            return f"the last checkpoint is not usable either: {e}"
+        return f"the last good checkpoint {last} (step {step}) was kept"
+
+    def _non_finite_weights(self) -> None:
+        name, count = first_non_finite(self.trained.named_parameters()) or ("a parameter", 0)
+        lr = self.optimizer.param_groups[0]["lr"]
+        raise NonFiniteWeightsError(
+            f"non-finite weights after the optimizer step at epoch {self.p.epoch} step {self.p.step} (batch "
+            f"{self.p.batch} of the epoch): {name} holds {count} NaN/inf values (lr {lr}); the run stopped; "
+            f"{self._kept()}")
+
     # -- run ------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         threads = torch.get_num_threads()
+        lock = hold_run_dir(self.run_dir) if ddp.launched_rank() == 0 else contextlib.nullcontext()
         try:
-            self._setup()
-            with _InterruptFlag() as flag:
-                if not self.p.done:
-                    self._loop(flag)
-            return self._finish()
+            with lock:
+                self._setup()
+                with _InterruptFlag() as flag:
+                    if not self.p.done:
+                        self._loop(flag)
+                return self._finish()
         finally:
             if hasattr(self, "log"):
                 self.log.close()
@@ -420,8 +495,9 @@ class _Run:
             self._validate()
         bar = tqdm(total=self.total_batches, initial=p.batches_done, disable=not (t.progress and main),
                    dynamic_ncols=True, leave=False)
-        win = {"loss": 0.0, "acc": 0.0, "n": 0, "imgs": 0, "t0": p.wall_s}
-        win_logs: dict[str, float] = {}
+        if not self.window:
+            self.window = _new_window(p.wall_s)
+        win, win_logs = self.window, self.window["logs"]
         clock = time.perf_counter()
         try:
             while p.batches_done < self.total_batches:
@@ -447,8 +523,8 @@ class _Run:
                     last_batch = p.batches_done >= self.total_batches
                     if p.batches_done % max(1, t.log_every // self.replays) == 0 or last_batch:
                         self._log_train(win, win_logs, eps, bar)
-                        win = {"loss": 0.0, "acc": 0.0, "n": 0, "imgs": 0, "t0": p.wall_s}
-                        win_logs = {}
+                        self.window = _new_window(p.wall_s)
+                        win, win_logs = self.window, self.window["logs"]
                     if self._val_due(p.batches_done) or last_batch:
                         self._sync()
                         self._validate()
