@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradguard.attacks import eval_mode
+from gradguard.draws import forward_replicas
 
 __all__ = [
     "REGULARIZERS",
@@ -133,11 +134,12 @@ def draw_gradients(
     create_graph: bool = False,
     retain_graph: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Input gradients of `n_draws` sample models per input, in ONE batched forward pass.
+    """Input gradients of `n_draws` sample models per input, in ONE batched forward pass when the model draws per
+    input (else one call per draw, `gradguard.draws.forward_replicas`).
 
-    Each input is replicated n times (a randomized model draws independently per input of a batch, so the copies
-    see independent sample models). Returns ``(grads (B, n, *x.shape[1:]), logits (B, n, C), loss (B, n))``; the
-    logits and per-draw loss are those of the same forward pass, so a recipe reuses them for its base loss. With
+    Each input is replicated n times, and every copy sees its own, independent sample model. Returns
+    ``(grads (B, n, *x.shape[1:]), logits (B, n, C), loss (B, n))``; the logits and per-draw loss are those of the
+    same forward pass(es), so a recipe reuses them for its base loss. With
     ``create_graph=True`` the gradients stay differentiable w.r.t. the parameters (double backprop);
     ``retain_graph=True`` keeps the forward graph for a later backward of the returned loss.
 
@@ -151,7 +153,7 @@ def draw_gradients(
     x_rep = x.detach().repeat_interleave(n_draws, dim=0).requires_grad_(True)
     y_rep = y.repeat_interleave(n_draws, dim=0)
     with torch.enable_grad():
-        logits = model(x_rep)
+        logits = forward_replicas(model, x_rep, n_draws)
         loss = loss_fn(logits, y_rep)
         (grad,) = torch.autograd.grad(
             loss.sum(), x_rep, create_graph=create_graph, retain_graph=create_graph or retain_graph
