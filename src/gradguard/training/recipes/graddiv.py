@@ -74,7 +74,8 @@ class GradDivRecipe(Recipe):
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        regularizer: Literal["mrl", "cos", "kappa", "det"] = "mrl"
+        #: "eot" is gradguard's extension beyond the GradDiv paper (`graddiv.eot_energy_share`).
+        regularizer: Literal["mrl", "cos", "kappa", "det", "eot"] = "mrl"
         lam: float = Field(1.0, ge=0.0, description="weight of the GradDiv term")
         n_draws: int = Field(4, ge=2, description="sample models per input (replicas in one batched pass)")
         warmup: float = Field(0.0, ge=0.0, le=1.0, description="fraction of training over which lam ramps up")
