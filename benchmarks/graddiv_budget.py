@@ -311,9 +311,14 @@ def make_plan(out: Path, size: Size, workers: int, budget_s: float, toy: bool) -
     share, longest = assign(sized, rates, n_train, workers)
     plan = {"size": asdict(sized), "rates": rates, "n_train": n_train, "workers": share, "estimate_s": longest,
             "budget_s": budget_s, "toy": toy, "command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d")}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(plan, indent=1))
+    if not _over_budget(plan):  # an over-budget plan is shown, never fixed: the next start measures again
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(plan, indent=1))
     return plan
+
+
+def _over_budget(plan: dict[str, Any]) -> bool:
+    return plan["estimate_s"] > plan["budget_s"] and not plan["toy"]
 
 
 def size_of(plan: dict[str, Any]) -> Size:
@@ -326,12 +331,15 @@ def size_of(plan: dict[str, Any]) -> Size:
 
 def describe_plan(plan: dict[str, Any]) -> str:
     s, r = plan["size"], plan["rates"]
+    over = _over_budget(plan)
     rates = ", ".join(f"{k} {v:.3g}" for k, v in r.items())
     return (f"[budget] plan: {len(plan['workers'])} one-thread workers, {sum(map(len, plan['workers']))} jobs "
             f"(configs x seeds {s['seeds']}), {plan['n_train']} training images x {s['epochs']} epochs, EOT-PGD-"
             f"{s['steps']} at k {s['ks']} on {s['n_eval']} images ({s['n_eval_kmax']} at k={max(s['ks'])}), "
             f"geometry {s['geom_draws']} draws x {s['n_geom']} images\n[budget] measured: {rates}\n"
-            f"[budget] estimate: {plan['estimate_s'] / 3600:.2f} h wall (budget {plan['budget_s'] / 3600:.2f} h)")
+            f"[budget] estimate: {plan['estimate_s'] / 3600:.2f} h wall (budget {plan['budget_s'] / 3600:.2f} h)"
+            + ("\n[budget] WARNING: even the smallest sizing is over budget on this machine now (other load?); "
+               "run again when the cores are free, or accept a longer run with --budget-h" if over else ""))
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -379,6 +387,8 @@ def main(argv: list[str] | None = None) -> None:
         print(describe_plan(plan), flush=True)
         if args.plan:
             return
+        if _over_budget(plan):
+            raise SystemExit(2)
         run_workers(out, len(plan["workers"]))
     print(write_summary(out))
 
