@@ -61,6 +61,7 @@ def verdicts(jobs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     by_cfg: dict[str, dict[int, dict[str, Any]]] = {}
     for job in jobs.values():
         by_cfg.setdefault(_name(job["config"]), {})[job["seed"]] = job
+    all_ks = sorted({k for job in jobs.values() for k in job["eot"] if k >= MIN_K})
     rows = []
     for name, seeds in sorted(by_cfg.items()):
         cfg = next(iter(seeds.values()))["config"]
@@ -70,10 +71,9 @@ def verdicts(jobs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         margins: list[float] = []
         complete = bool(base) and set(base) >= set(seeds)
         for seed, job in seeds.items():
-            ks = [k for k in job["eot"] if k >= MIN_K]
             m = str(max(int(v) for v in job["clean"]["clean"])) if "clean" in job else "1"
-            for k in ks:
-                if seed not in base or k not in base[seed]["eot"]:
+            for k in all_ks:  # a k missing on either side leaves the verdict incomplete, never passes it
+                if seed not in base or k not in base[seed]["eot"] or k not in job["eot"]:
                     complete = False
                     continue
                 a, b = _robust(job, k, m), _robust(base[seed], k, m)

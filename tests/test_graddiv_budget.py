@@ -34,6 +34,9 @@ def test_verdict_needs_two_se_at_every_k_from_5_on_every_seed() -> None:
     assert not row["holds"] and row["min_margin_se"] < 2
     (row,) = verdicts({"b0": base["b0"], **wins})  # the baseline of seed 1 is missing: no verdict
     assert not row["holds"] and not row["complete"]
+    del wins["w1"]["eot"][100]  # an evaluation not done yet cannot pass the rule
+    (row,) = verdicts({**base, **wins})
+    assert not row["holds"] and not row["complete"]
 
 
 def test_sizing_picks_the_first_plan_that_fits_and_balances_two_workers() -> None:
