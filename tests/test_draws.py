@@ -70,6 +70,25 @@ def test_draw_mode_tells_per_sample_per_call_and_deterministic_apart_once_per_mo
     assert draw_mode(randomize(lenet, "pni"), torch.rand(1, 1, 28, 28)) == "per-sample"
 
 
+class Coin(nn.Module):
+    """Low-entropy noise: class 1 with probability 0.7, drawn per input or once per call."""
+
+    def __init__(self, shared: bool, seed: int) -> None:
+        super().__init__()
+        self.shared, self.generator = shared, torch.Generator().manual_seed(seed)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b = (torch.rand(1 if self.shared else x.shape[0], generator=self.generator) < 0.7).float()
+        return torch.stack([torch.zeros_like(b), 20.0 * b - 10.0], 1).expand(x.shape[0], 2)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_probe_is_not_fooled_by_draws_that_agree_by_chance(seed: int) -> None:
+    x = torch.zeros(3, 4)
+    assert draw_mode(Coin(shared=False, seed=seed), x) == "per-sample"
+    assert draw_mode(Coin(shared=True, seed=seed), x) == "per-call"  # never "deterministic"
+
+
 def test_eot_gradient_of_a_shared_draw_model_averages_k_distinct_draws() -> None:
     k = 6
     model, (x, y) = Counting(shared=True), _data()
