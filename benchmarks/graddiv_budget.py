@@ -107,7 +107,7 @@ def train_config(size: Size, cfg: Config, seed: int) -> Any:
         "model": {"name": size.model, "randomization": "noise"},
         "train": {"recipe": "graddiv", "epochs": size.epochs, "batch_size": size.batch_size, "optimizer": "adam",
                   "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant", "norm": "linf", "eps": size.eps,
-                  "threads": 1, "progress": False, "tensorboard": False, "log_every": 50,
+                  "threads": 1, "progress": False, "tensorboard": False, "log_every": 50, "checkpoint_every": 200,
                   "recipe_args": {"regularizer": cfg.regularizer, "lam": cfg.lam, "n_draws": cfg.n_draws}},
     }
     return parse_config(data, source=f"graddiv_budget {cfg.name} seed {seed}")

@@ -24,7 +24,8 @@ __all__ = ["DrawMode", "draw_mode", "draws_per_pass", "forward_replicas", "forge
 #: the batch; "deterministic": no randomness seen (replicas and repeated calls agree).
 DrawMode = Literal["per-sample", "per-call", "deterministic"]
 
-#: Outputs (softmax) closer than this count as equal; per-sample noise moves them by orders of magnitude more.
+#: Outputs (logits, relative to their largest magnitude) closer than this count as equal. Logits, not softmax:
+#: a saturated softmax hides noise that still moves the logits and the gradients.
 ATOL = 1e-6
 
 _CACHE: weakref.WeakKeyDictionary[object, DrawMode] = weakref.WeakKeyDictionary()
@@ -62,12 +63,13 @@ def _probe(model: Callable[[Tensor], Tensor], x1: Tensor) -> DrawMode:
         if isinstance(model, nn.Module):
             model.eval()
         with torch.random.fork_rng(devices=devices):
-            a = torch.softmax(model(x1.expand(PROBE_REPLICAS, *x1.shape[1:]).contiguous()).float(), dim=1)
-            if (a - a[:1]).abs().max().item() > ATOL:
+            a = model(x1.expand(PROBE_REPLICAS, *x1.shape[1:]).contiguous()).float()
+            tol = ATOL * max(1.0, a.abs().max().item())
+            if (a - a[:1]).abs().max().item() > tol:
                 return "per-sample"
             for _ in range(PROBE_CALLS):
-                b = torch.softmax(model(x1.expand(2, *x1.shape[1:]).contiguous()).float(), dim=1)
-                if (b - a[:1]).abs().max().item() > ATOL:
+                b = model(x1.expand(2, *x1.shape[1:]).contiguous()).float()
+                if (b - a[:1]).abs().max().item() > tol:
                     return "per-call"
             return "deterministic"
     finally:
