@@ -73,8 +73,6 @@ def variant_config(name: str, args: argparse.Namespace) -> Any:
         data["train"]["recipe_args"] = {}
     else:
         data["train"]["recipe_args"].update(recipe_over)
-        if "n_train" in data["train"]["recipe_args"]:
-            data["train"]["recipe_args"]["n_train"] = args.train_subset
     return parse_config(data, source=f"{path} ({name})")
 
 

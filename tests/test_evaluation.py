@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from _evaluation_toys import Noisy, Oracle, Quadrant, WhiteBoxOracle, quadrant_data
+from gradguard.draws import draw_mode
 from gradguard.evaluation import AttackRecord, EvalResult, evaluate, predict, predict_labels
 from gradguard.evaluation.result import decode_bits, encode_bits
 
@@ -46,6 +47,8 @@ class Counting(Quadrant):
 def test_predict_averages_m_draws_in_batched_passes() -> None:
     model = CoinFlip(p=0.7)
     x = torch.zeros(10, 3)
+    assert draw_mode(model, x) == "per-sample"  # the probe (one call), cached for this model object
+    model.calls = model.rows = 0
     probs = predict(model, x, m=400, batch_size=1000, randomized=True)
     assert probs.shape == (10, 2)
     assert torch.allclose(probs.sum(1), torch.ones(10))

@@ -9,6 +9,7 @@ import torch
 
 from gradguard.graddiv import (
     REGULARIZERS,
+    eot_energy_share,
     graddiv_penalty,
     kappa_estimate,
     mean_pairwise_cosine,
@@ -102,3 +103,25 @@ def test_bad_inputs_are_named() -> None:
         mean_pairwise_cosine(unit_directions(torch.randn(2, 1, 4)))
     with pytest.raises(ValueError, match=r"\(B, n, \.\.\.\)"):
         unit_directions(torch.randn(3, 4))
+
+
+def test_eot_energy_share_by_hand_and_against_brute_force() -> None:
+    same = torch.tensor([[[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]]], dtype=torch.float64)
+    assert eot_energy_share(same).item() == pytest.approx(1.0, abs=1e-12)
+    opposite = torch.tensor([[[3.0, 0.0], [-3.0, 0.0]]], dtype=torch.float64)
+    assert eot_energy_share(opposite).item() == pytest.approx(-1.0, abs=1e-12)  # the mean vanishes
+    # a big draw weighs more: (2,0) and (0,1): cross terms 0; (4,0),(1,0): 2*4 / (1 * 17)
+    assert eot_energy_share(torch.tensor([[[4.0, 0.0], [1.0, 0.0]]])).item() == pytest.approx(8 / 17, rel=1e-6)
+    g = torch.randn(3, 5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    brute = torch.stack([
+        sum(g[b, i] @ g[b, j] for i in range(5) for j in range(5) if i != j) / (4 * g[b].pow(2).sum())
+        for b in range(3)])
+    torch.testing.assert_close(eot_energy_share(g), brute)
+    u = unit_directions(g)  # equal norms: the mean pairwise cosine, an unbiased |E u|^2 (no 1/n floor)
+    torch.testing.assert_close(eot_energy_share(u), mean_pairwise_cosine(u))
+    assert graddiv_penalty("eot", g).item() == pytest.approx(brute.mean().item(), rel=1e-9)
+    z = torch.zeros(2, 4, 3, requires_grad=True)
+    graddiv_penalty("eot", z).backward()
+    assert torch.isfinite(z.grad).all()
+    with pytest.raises(ValueError, match="unknown GradDiv regularizer"):
+        graddiv_penalty("nope", g)

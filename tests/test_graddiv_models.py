@@ -34,8 +34,8 @@ def _noisy(seed: int = 0, kind: str = "noise") -> torch.nn.Module:
     return set_generator(model, torch.Generator().manual_seed(seed))
 
 
-def _ctx(step: int = 0, progress: float = 0.0, eps: float = 0.3) -> StepContext:
-    return StepContext(threat_model("linf", eps), torch.Generator().manual_seed(step), step, progress)
+def _ctx(step: int = 0, progress: float = 0.0, eps: float = 0.3, n_train: int | None = None) -> StepContext:
+    return StepContext(threat_model("linf", eps), torch.Generator().manual_seed(step), step, progress, n_train)
 
 
 def test_draws_are_independent_per_input_and_match_single_draws(digits) -> None:
@@ -134,10 +134,24 @@ def test_elbo_bases_add_the_scaled_kl(digits) -> None:
     out = bnn.step(model, x, y, _ctx())
     assert out.logs["kl_term"] == pytest.approx(2.0 * kl / 500, rel=1e-5)
     assert out.loss.item() == pytest.approx(out.logs["ce"] + out.logs["kl_term"], rel=1e-5)
-    adv = build_recipe("adv_bnn", pgd_steps=2).step(model, x, y, _ctx(eps=0.2))
+    adv = build_recipe("adv_bnn", pgd_steps=2).step(model, x, y, _ctx(eps=0.2, n_train=300))
     adv.loss.backward()
     sigmas = [p for n, p in model.named_parameters() if n.endswith("log_sigma")]
     assert sigmas and all(p.grad is not None and p.grad.abs().sum() > 0 for p in sigmas)  # posterior scales train
+
+
+def test_elbo_reads_n_train_from_the_step_context_and_refuses_a_disagreeing_setting(digits) -> None:
+    x, y = digits[0][:4], digits[1][:4]
+    model = _noisy(kind="bayes").train()
+    kl = kl_divergence(model).item()
+    for name, args in (("graddiv", {"base": "elbo", "lam": 0.0, "n_draws": 2}), ("adv_bnn", {"adversarial": False})):
+        out = build_recipe(name, **args).step(model, x, y, _ctx(n_train=250))
+        assert out.logs["kl_term"] == pytest.approx(kl / 250, rel=1e-5)
+        assert build_recipe(name, n_train=250, **args).step(model, x, y, _ctx(n_train=250)).logs["kl_term"] > 0
+        with pytest.raises(ValueError, match="n_train = 6000 disagrees with the training set's 250"):
+            build_recipe(name, n_train=6000, **args).step(model, x, y, _ctx(n_train=250))
+        with pytest.raises(ValueError, match="n_train"):  # nobody knows the size: say so instead of guessing
+            build_recipe(name, **args).step(model, x, y, _ctx())
 
 
 def test_eot_cosine_grows_with_k_on_a_randomized_model(digits) -> None:

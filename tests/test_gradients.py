@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from gradguard.draws import draw_mode
 from gradguard.gradients import BPDAWrapper, bpda, forward_scores, input_gradient
 from gradguard.losses import ce, get_loss
 
@@ -54,6 +55,8 @@ def test_plain_gradient_matches_autograd() -> None:
 def test_eot_equals_mean_of_per_draw_gradients(chunk_size: int | None) -> None:
     k = 5
     model, (x, y) = NoisyNet(), _data()
+    assert draw_mode(model, x) == "per-sample"  # the one probe (a call of 2 rows), cached for this model object
+    model.drawn.clear()
     grad, loss = input_gradient(model, x, y, "ce", eot=k, chunk_size=chunk_size)
     # One batched pass per chunk, never k passes: the number of forward calls only depends on chunking.
     rows_per_call = [d.shape[0] for d in model.drawn]

@@ -8,7 +8,9 @@ g_1..g_n of n independent draws and their unit directions u_i = g_i / |g_i|, and
 - ``mrl``:   mean resultant length R = |mean_i u_i| (the default);
 - ``cos``:   mean pairwise cosine over i != j, related to R by R^2 = 1/n + (n-1)/n * cos;
 - ``kappa``: the von Mises-Fisher concentration estimate R (d - R^2) / (1 - R^2) in dimension d;
-- ``det``:   -logdet(U U^T + ridge I), U the (n, d) matrix of directions (large when the u_i are near-parallel).
+- ``det``:   -logdet(U U^T + ridge I), U the (n, d) matrix of directions (large when the u_i are near-parallel);
+- ``eot``:   our extension beyond the paper: the share of the raw gradients' energy that survives EOT averaging
+  (`eot_energy_share`), aimed at the mean gradient that EOT follows rather than at the spread of directions.
 
 Every regularizer maps directions of shape (B, n, d) to one value per input, shape (B,); `graddiv_penalty` takes raw
 gradients (any trailing shape), normalizes them safely and averages over the batch.
@@ -26,9 +28,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradguard.attacks import eval_mode
+from gradguard.draws import forward_replicas
 
 __all__ = [
     "REGULARIZERS",
+    "RAW_REGULARIZERS",
+    "eot_energy_share",
     "unit_directions",
     "mean_resultant_length",
     "mean_pairwise_cosine",
@@ -101,21 +106,47 @@ def neg_logdet(u: Tensor, ridge: float = 1e-3) -> Tensor:
     return -torch.linalg.slogdet(gram + ridge * eye).logabsdet
 
 
+def eot_energy_share(grads: Tensor) -> Tensor:
+    """Share of the per-draw gradient energy that survives EOT's averaging, per input (B, n, ...) -> (B,).
+
+    gradguard's extension beyond the GradDiv paper, aimed at what EOT exploits: EOT follows the mean of the *raw*
+    gradients, so draws with large gradients weigh more than their directions alone say. The value is
+    sum_{i != j} g_i . g_j / ((n - 1) sum_i |g_i|^2): 1 when all draws agree, about 0 when their mean vanishes,
+    at least -1/(n - 1). Its numerator leaves out the i = j terms, so unlike |mean g|^2 it has no 1/n floor: with
+    equal norms it is the mean pairwise cosine, an unbiased estimate of |E u|^2, whatever n.
+    """
+    if grads.dim() < 3:
+        raise ValueError(f"expected gradients shaped (B, n, ...), got {tuple(grads.shape)}")
+    g = grads.flatten(2)
+    n = g.shape[1]
+    if n < 2:
+        raise ValueError(f"need at least 2 draws per input, got n={n}")
+    energy = g.pow(2).sum(dim=(1, 2))
+    cross = g.sum(dim=1).pow(2).sum(-1) - energy
+    return cross / ((n - 1) * (energy + EPS**2))
+
+
 REGULARIZERS: dict[str, Callable[[Tensor], Tensor]] = {
     "mrl": mean_resultant_length,
     "cos": mean_pairwise_cosine,
     "kappa": kappa_estimate,
     "det": neg_logdet,
 }
+#: Regularizers of the raw gradients rather than their unit directions (our extension: `eot_energy_share`).
+RAW_REGULARIZERS: dict[str, Callable[[Tensor], Tensor]] = {"eot": eot_energy_share}
 
 
 def graddiv_penalty(name: str, grads: Tensor, *, reduction: str = "mean", ridge: float = 1e-3) -> Tensor:
     """The GradDiv term `name` of raw per-draw gradients shaped (B, n, ...): batch mean (or per input with
     reduction="none")."""
-    if name not in REGULARIZERS:
-        raise ValueError(f"unknown GradDiv regularizer {name!r}: expected one of {sorted(REGULARIZERS)}")
-    u = unit_directions(grads)
-    values = neg_logdet(u, ridge) if name == "det" else REGULARIZERS[name](u)
+    if name in RAW_REGULARIZERS:
+        values = RAW_REGULARIZERS[name](grads)
+    elif name in REGULARIZERS:
+        u = unit_directions(grads)
+        values = neg_logdet(u, ridge) if name == "det" else REGULARIZERS[name](u)
+    else:
+        raise ValueError(f"unknown GradDiv regularizer {name!r}: "
+                         f"expected one of {sorted(REGULARIZERS) + sorted(RAW_REGULARIZERS)}")
     if reduction == "mean":
         return values.mean()
     if reduction == "none":
@@ -133,11 +164,12 @@ def draw_gradients(
     create_graph: bool = False,
     retain_graph: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Input gradients of `n_draws` sample models per input, in ONE batched forward pass.
+    """Input gradients of `n_draws` sample models per input, in ONE batched forward pass when the model draws per
+    input (else one call per draw, `gradguard.draws.forward_replicas`).
 
-    Each input is replicated n times (a randomized model draws independently per input of a batch, so the copies
-    see independent sample models). Returns ``(grads (B, n, *x.shape[1:]), logits (B, n, C), loss (B, n))``; the
-    logits and per-draw loss are those of the same forward pass, so a recipe reuses them for its base loss. With
+    Each input is replicated n times, and every copy sees its own, independent sample model. Returns
+    ``(grads (B, n, *x.shape[1:]), logits (B, n, C), loss (B, n))``; the logits and per-draw loss are those of the
+    same forward pass(es), so a recipe reuses them for its base loss. With
     ``create_graph=True`` the gradients stay differentiable w.r.t. the parameters (double backprop);
     ``retain_graph=True`` keeps the forward graph for a later backward of the returned loss.
 
@@ -151,7 +183,7 @@ def draw_gradients(
     x_rep = x.detach().repeat_interleave(n_draws, dim=0).requires_grad_(True)
     y_rep = y.repeat_interleave(n_draws, dim=0)
     with torch.enable_grad():
-        logits = model(x_rep)
+        logits = forward_replicas(model, x_rep, n_draws)
         loss = loss_fn(logits, y_rep)
         (grad,) = torch.autograd.grad(
             loss.sum(), x_rep, create_graph=create_graph, retain_graph=create_graph or retain_graph

@@ -1,8 +1,10 @@
 """Input-gradient estimators: plain, EOT over batched replicas, and BPDA.
 
-EOT (expectation over transformation) averages the loss gradient over `k` random draws of a randomized model. It is
-computed in ONE batched pass over the input replicated `k` times (``repeat_interleave``: rows ``i*k .. i*k+k-1``
-are the draws of sample ``i``), chunked to bound memory, never as a Python loop of `k` passes. Because the replicas
+EOT (expectation over transformation) averages the loss gradient over `k` random draws of a randomized model. When
+the model draws independently per input of a batch, it is computed in ONE batched pass over the input replicated
+`k` times (``repeat_interleave``: rows ``i*k .. i*k+k-1`` are the draws of sample ``i``), chunked to bound memory.
+When the model draws once per forward call (`gradguard.draws.draw_mode` finds out, once per model), replicas would
+share one draw, so the k draws are k forward calls instead, each over a chunk of the batch. Because the replicas
 are built inside the autograd graph, the gradient with respect to the original input is the *sum* of the per-draw
 gradients; dividing by `k` gives their mean exactly.
 """
@@ -14,6 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from gradguard.draws import draws_per_pass
 from gradguard.losses import LossFn, get_loss
 
 __all__ = ["input_gradient", "forward_scores", "bpda", "BPDAWrapper", "Model"]
@@ -44,11 +47,8 @@ def _rows_per_chunk(n: int, eot: int, chunk_size: int | None, device: torch.devi
     return max(1, int(chunk_size) // eot)
 
 
-def _scores(logits: Tensor, n: int, eot: int) -> Tensor:
-    """Per-sample scores whose argmax is the k-draw prediction: logits for k=1, mean softmax otherwise."""
-    if eot == 1:
-        return logits.detach()
-    return logits.detach().softmax(1).view(n, eot, -1).mean(1)
+def _repeat(t: Tensor | None, d: int) -> Tensor | None:
+    return t if t is None or d == 1 else t.repeat_interleave(d, dim=0)
 
 
 def input_gradient(
@@ -67,7 +67,8 @@ def input_gradient(
 
     Returns ``(grad, per_sample_loss)`` (and, with ``return_scores``, the per-sample scores whose argmax is the
     prediction: logits when ``eot == 1``, the draw-averaged softmax otherwise). `chunk_size` bounds the number of
-    rows (samples x draws) in one forward pass (None: automatic, see `AUTO_CHUNK_ROWS`; 0: no bound). With
+    rows in one forward pass (None: automatic, see `AUTO_CHUNK_ROWS`; 0: no bound). The draws are replicas in one
+    pass when the model draws per input, else one forward call per draw (`gradguard.draws`). With
     ``create_graph=True`` the gradient stays differentiable (for double backpropagation in training); otherwise
     everything returned is detached.
     """
@@ -76,7 +77,8 @@ def input_gradient(
     if k < 1:
         raise ValueError(f"eot must be >= 1, got {eot}")
     n = x.shape[0]
-    per_chunk = _rows_per_chunk(n, k, chunk_size, x.device)
+    d = draws_per_pass(model, x, k)
+    per_chunk = _rows_per_chunk(n, d, chunk_size, x.device)
     use_x = create_graph and x.requires_grad
     grads: list[Tensor] = []
     losses: list[Tensor] = []
@@ -84,25 +86,24 @@ def input_gradient(
     for start in range(0, n, per_chunk):
         stop = min(n, start + per_chunk)
         xs = x[start:stop] if use_x else x[start:stop].detach().requires_grad_(True)
-        ys = y[start:stop]
-        ts = None if target is None else target[start:stop]
-        with torch.enable_grad():
-            xr = xs if k == 1 else xs.repeat_interleave(k, dim=0)
-            if k > 1:
-                ys = ys.repeat_interleave(k)
-                ts = None if ts is None else ts.repeat_interleave(k)
-            logits = model(xr)
-            loss = fn(logits, ys, ts)
-            (g,) = torch.autograd.grad(loss.sum(), xs, create_graph=create_graph)
-        if k > 1:
-            g = g / k
-            loss = loss.view(stop - start, k).mean(1)
-        if not create_graph:
-            loss = loss.detach()
-        grads.append(g)
-        losses.append(loss)
+        ys, ts = _repeat(y[start:stop], d), _repeat(None if target is None else target[start:stop], d)
+        g_sum: Tensor | float = 0.0
+        loss_sum: Tensor | float = 0.0
+        prob_sum: Tensor | float = 0.0
+        for _ in range(k // d):  # one pass of k replicas, or k passes of one draw each
+            with torch.enable_grad():
+                logits = model(_repeat(xs, d))
+                loss = fn(logits, ys, ts)
+                (g,) = torch.autograd.grad(loss.sum(), xs, create_graph=create_graph)
+            g_sum = g_sum + g
+            loss_sum = loss_sum + loss.view(stop - start, d).sum(1)
+            if return_scores and k > 1:
+                prob_sum = prob_sum + logits.detach().softmax(1).view(stop - start, d, -1).sum(1)
+        loss = loss_sum / k if k > 1 else loss_sum  # type: ignore[assignment]
+        grads.append(g_sum / k if k > 1 else g_sum)  # type: ignore[arg-type]
+        losses.append(loss if create_graph else loss.detach())
         if return_scores:
-            scores.append(_scores(logits, stop - start, k))
+            scores.append(logits.detach() if k == 1 else prob_sum / k)  # type: ignore[arg-type]
     if len(grads) == 1:
         out = (grads[0], losses[0])
         return (*out, scores[0]) if return_scores else out
@@ -121,24 +122,31 @@ def forward_scores(
     loss_fn: str | LossFn | None = None,
     target: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """Forward-only version of `input_gradient`: ``(scores, per_sample_loss or None)``, batched over draws."""
+    """Forward-only version of `input_gradient`: ``(scores, per_sample_loss or None)``, draws as it takes them."""
     fn = None if loss_fn is None else get_loss(loss_fn)
     k = int(eot)
     n = x.shape[0]
-    per_chunk = _rows_per_chunk(n, k, chunk_size, x.device)
+    d = draws_per_pass(model, x, k)
+    per_chunk = _rows_per_chunk(n, d, chunk_size, x.device)
     scores: list[Tensor] = []
     losses: list[Tensor] = []
     for start in range(0, n, per_chunk):
         stop = min(n, start + per_chunk)
-        xr = x[start:stop] if k == 1 else x[start:stop].repeat_interleave(k, dim=0)
-        logits = model(xr)
-        scores.append(_scores(logits, stop - start, k))
-        if fn is not None and y is not None:
-            ys = y[start:stop] if k == 1 else y[start:stop].repeat_interleave(k)
-            ts = None if target is None else target[start:stop]
-            if ts is not None and k > 1:
-                ts = ts.repeat_interleave(k)
-            losses.append(fn(logits, ys, ts).view(stop - start, k).mean(1))
+        xr = _repeat(x[start:stop], d)
+        with_loss = fn is not None and y is not None
+        ys = _repeat(y[start:stop], d) if with_loss else None  # type: ignore[index]
+        ts = _repeat(None if target is None else target[start:stop], d)
+        prob_sum: Tensor | float = 0.0
+        loss_sum: Tensor | float = 0.0
+        for _ in range(k // d):
+            logits = model(xr)
+            if k > 1:
+                prob_sum = prob_sum + logits.softmax(1).view(stop - start, d, -1).sum(1)
+            if with_loss:
+                loss_sum = loss_sum + fn(logits, ys, ts).view(stop - start, d).sum(1)  # type: ignore[misc]
+        scores.append(logits.detach() if k == 1 else prob_sum / k)  # type: ignore[arg-type]
+        if with_loss:
+            losses.append(loss_sum / k)  # type: ignore[arg-type]
     s = scores[0] if len(scores) == 1 else torch.cat(scores)
     loss = None if not losses else (losses[0] if len(losses) == 1 else torch.cat(losses))
     return s, loss

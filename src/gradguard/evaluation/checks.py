@@ -37,8 +37,11 @@ FLAG_NAMES = (
 )
 
 
-def randomness_flag(randomized: bool, max_diff: float, k: int, m: int) -> Flag:
-    """Outputs differ across two forward passes of the same input, yet gradient attacks used no EOT (k == 1)."""
+def randomness_flag(randomized: bool, max_diff: float, k: int, m: int, draws: str | None = None) -> Flag:
+    """Outputs differ across two forward passes of the same input, yet gradient attacks used no EOT (k == 1).
+
+    `draws` is how the model samples (`gradguard.draws.draw_mode`): for a model that draws once per forward call
+    the k (and m) draws were k forward calls, and the message says so."""
     triggered = randomized and k <= 1
     if triggered:
         msg = (
@@ -47,10 +50,12 @@ def randomness_flag(randomized: bool, max_diff: float, k: int, m: int) -> Flag:
         )
     elif randomized:
         msg = f"randomized model evaluated with EOT over k={k} draws and m={m}-draw predictions"
+        if draws == "per-call":
+            msg += " (the model draws once per forward call, so each draw was its own forward call)"
     else:
         msg = "deterministic model (two forward passes agree)"
     return Flag("randomness_without_eot", triggered, msg, {"randomized": randomized, "max_output_diff": max_diff,
-                                                             "k": k, "m": m})
+                                                             "k": k, "m": m, "draws": draws})
 
 
 def gradient_free_flag(

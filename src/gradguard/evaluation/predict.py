@@ -1,9 +1,9 @@
 """Predictions of possibly randomized models: the m-draw protocol.
 
 A randomized defence judged by one forward pass looks more (or less) robust than it is; its prediction is the
-softmax averaged over `m` independent draws. The draws are taken in one batched pass over replicated inputs
-(randomized layers draw independently per input of a batch), chunked so that at most `batch_size` rows go through
-the network at once.
+softmax averaged over `m` independent draws. The draws are taken in one batched pass over replicated inputs when
+the model draws independently per input of a batch, else as `m` forward calls (`gradguard.draws`), chunked so
+that at most `batch_size` rows go through the network at once.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from gradguard.attacks import eval_mode as _eval_mode
+from gradguard.draws import draws_per_pass
 
 __all__ = ["eval_mode", "predict", "predict_labels", "detect_randomness", "model_device"]
 
@@ -84,16 +85,18 @@ def predict(
             detect_randomness(model, x[: min(8, len(x))])[0] if len(x) else False
         )
     draws = m if randomized else 1
-    per_chunk = max(1, batch_size // draws)
     out: list[Tensor] = []
     with eval_mode(model):
+        per_pass = draws_per_pass(model, x[:1].to(device), draws) if len(x) else 1
+        per_chunk = max(1, batch_size // per_pass)
         for start in range(0, len(x), per_chunk):
             xc = x[start : start + per_chunk].to(device)
             b = xc.shape[0]
-            if draws > 1:
-                xc = xc.unsqueeze(0).expand(draws, *xc.shape).reshape(draws * b, *xc.shape[1:])
-            probs = torch.softmax(model(xc).float(), dim=1)
-            out.append(probs.view(draws, b, -1).mean(0).cpu())
+            if per_pass > 1:
+                xc = xc.unsqueeze(0).expand(per_pass, *xc.shape).reshape(per_pass * b, *xc.shape[1:])
+            probs = sum(torch.softmax(model(xc).float(), dim=1).view(per_pass, b, -1).sum(0)
+                        for _ in range(draws // per_pass))
+            out.append((probs / draws).cpu())  # type: ignore[operator]
     if not out:
         return torch.empty(0, 0)
     return torch.cat(out)

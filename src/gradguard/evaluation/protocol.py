@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gradguard.draws import draw_mode
 from gradguard.evaluation import checks
 from gradguard.evaluation.predict import _is_randomized_flag, detect_randomness, eval_mode, model_device, predict_labels
 from gradguard.evaluation.result import AttackRecord, EvalResult
@@ -332,7 +333,8 @@ def evaluate(
         clean_correct=clean_correct, clean_correct_single=clean_single, success=worst, attacks=records,
         meta=_meta(model, device, wall_total, world, batch_size, quick and suite != "custom", num_classes),
     )
-    result.flags = [checks.randomness_flag(randomized, max_diff, k_eff, m)]
+    draws = draw_mode(model, x[:1].to(device)) if randomized and len(x) else None
+    result.flags = [checks.randomness_flag(randomized, max_diff, k_eff, m, draws)]
     result.flags.append(checks.gradient_free_flag(succ_full, tried_full, kinds, clean_correct))
     if run_checks:
         z, nf, checked, rob, att = (int(v) for v in counts)

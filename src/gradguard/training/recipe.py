@@ -27,6 +27,7 @@ class StepContext:
     generator: torch.Generator  # all of the recipe's randomness comes from here
     step: int  # optimizer steps taken so far
     progress: float  # fraction of training done, in [0, 1]
+    n_train: int | None = None  # size of the training set (from the data; None when the caller does not know)
 
 
 @dataclass

@@ -421,7 +421,7 @@ class _Run:
             epochs = self.p.step / (self.batches_per_epoch * self.replays)
             eps = t.eps * min(1.0, epochs / t.eps_rampup_epochs) if t.eps_rampup_epochs > 0 else t.eps
             ctx = StepContext(threat=threat_model(t.norm, eps), generator=self.recipe_gen, step=self.p.step,
-                              progress=self.p.step / self.total_steps)
+                              progress=self.p.step / self.total_steps, n_train=len(self.train_set))
             snap = self.counter.snapshot()
             autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
             with autocast:

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from gradguard.draws import forward_replicas
 from gradguard.training.recipe import Recipe, StepContext, StepOutput
-from gradguard.training.recipes.graddiv import craft_pgd, elbo_kl
+from gradguard.training.recipes.graddiv import craft_pgd, elbo_kl, training_set_size
 
 __all__ = ["AdvBNNRecipe"]
 
@@ -28,9 +29,10 @@ class AdvBNNRecipe(Recipe):
         pgd_steps: int = Field(10, ge=1)
         pgd_alpha: float | None = Field(None, gt=0.0, description="None: 2.5 * eps / pgd_steps")
         pgd_eot: int = Field(1, ge=1, description="EOT draws per PGD gradient while crafting")
-        n_draws: int = Field(1, ge=1, description="weight samples per input for the CE (one batched pass)")
+        n_draws: int = Field(1, ge=1, description="weight samples per input for the CE (independent draws)")
         kl_weight: float = Field(1.0, ge=0.0, description="1.0 is the true ELBO; Adv-BNN tunes it")
-        n_train: int = Field(60000, ge=1, description="training-set size dividing the KL")
+        n_train: int | None = Field(None, ge=1, description="None reads the training-set size (dividing the KL) "
+                                    "from the data; a set value must agree with it")
 
     config: Config  # set by Recipe.__init__ (validated settings; defaults when none are given)
 
@@ -40,9 +42,9 @@ class AdvBNNRecipe(Recipe):
         if cfg.adversarial:
             x_in = craft_pgd(model, x, y, ctx, steps=cfg.pgd_steps, alpha=cfg.pgd_alpha, eot=cfg.pgd_eot)
         n = cfg.n_draws
-        logits = model(x_in.repeat_interleave(n, dim=0) if n > 1 else x_in)
+        logits = forward_replicas(model, x_in.repeat_interleave(n, dim=0), n) if n > 1 else model(x_in)
         ce = F.cross_entropy(logits, y.repeat_interleave(n, dim=0) if n > 1 else y)
-        kl = elbo_kl(model, cfg.kl_weight, cfg.n_train)
+        kl = elbo_kl(model, cfg.kl_weight, training_set_size(cfg.n_train, ctx))
         report = logits.view(x.shape[0], n, -1).mean(1)
         return StepOutput(
             loss=ce + kl,

@@ -18,7 +18,7 @@ from gradguard.graddiv import draw_gradients, graddiv_penalty, mean_resultant_le
 from gradguard.training.craft import craft_in_mode
 from gradguard.training.recipe import Recipe, StepContext, StepOutput
 
-__all__ = ["GradDivRecipe", "craft_pgd", "ramp"]
+__all__ = ["GradDivRecipe", "craft_pgd", "ramp", "training_set_size"]
 
 Base = Literal["standard", "pgd_at", "elbo", "adv_elbo"]
 _ADVERSARIAL_BASES = ("pgd_at", "adv_elbo")
@@ -45,6 +45,22 @@ def craft_pgd(
                          generator=ctx.generator, eot=eot)
 
 
+def training_set_size(configured: int | None, ctx: StepContext) -> int:
+    """N_train for the ELBO's KL / N_train: the size of the data the trainer feeds (`ctx.n_train`).
+
+    A hand-set `configured` value is accepted only where it agrees with the data (a mismatch would scale the KL
+    wrongly without a word), and is needed only when the caller of `step` does not know the data's size."""
+    if ctx.n_train is None:
+        if configured is None:
+            raise ValueError("recipe_args.n_train: the step context does not carry the training-set size, so set "
+                             "n_train to the number of training images")
+        return configured
+    if configured is not None and configured != ctx.n_train:
+        raise ValueError(f"recipe_args.n_train = {configured} disagrees with the training set's {ctx.n_train} "
+                         f"images (data.train_subset / val_size): drop n_train, it is read from the data")
+    return ctx.n_train
+
+
 def elbo_kl(model: nn.Module, kl_weight: float, n_train: int) -> Tensor:
     """Adv-BNN's KL term kl_weight * KL(q || p) / N_train (zero for a model without Bayesian layers)."""
     from gradguard.models import kl_divergence
@@ -58,7 +74,8 @@ class GradDivRecipe(Recipe):
     class Config(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-        regularizer: Literal["mrl", "cos", "kappa", "det"] = "mrl"
+        #: "eot" is gradguard's extension beyond the GradDiv paper (`graddiv.eot_energy_share`).
+        regularizer: Literal["mrl", "cos", "kappa", "det", "eot"] = "mrl"
         lam: float = Field(1.0, ge=0.0, description="weight of the GradDiv term")
         n_draws: int = Field(4, ge=2, description="sample models per input (replicas in one batched pass)")
         warmup: float = Field(0.0, ge=0.0, le=1.0, description="fraction of training over which lam ramps up")
@@ -70,7 +87,8 @@ class GradDivRecipe(Recipe):
         pgd_alpha: float | None = Field(None, gt=0.0, description="None: 2.5 * eps / pgd_steps")
         pgd_eot: int = Field(1, ge=1, description="EOT draws per PGD gradient while crafting")
         kl_weight: float = Field(1.0, ge=0.0, description="ELBO bases: weight of KL / n_train")
-        n_train: int = Field(60000, ge=1, description="ELBO bases: training-set size dividing the KL")
+        n_train: int | None = Field(None, ge=1, description="ELBO bases: None reads the training-set size from "
+                                    "the data; a set value must agree with it")
 
     config: Config  # set by Recipe.__init__ (validated settings; defaults when none are given)
 
@@ -106,7 +124,7 @@ class GradDivRecipe(Recipe):
         logs: dict[str, float] = {"graddiv_lam": lam, "base_loss": base.item()}
         total = base
         if cfg.base in ("elbo", "adv_elbo"):
-            kl = elbo_kl(model, cfg.kl_weight, cfg.n_train)
+            kl = elbo_kl(model, cfg.kl_weight, training_set_size(cfg.n_train, ctx))
             total = total + kl
             logs["kl_term"] = float(kl.detach())
         if lam > 0:
