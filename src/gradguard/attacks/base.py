@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from gradguard.gradients import Model, forward_scores, input_gradient
 from gradguard.layout import channels_last_layout, wants_channels_last
 from gradguard.losses import LossFn, success
-from gradguard.threat import ThreatModel, threat_model
+from gradguard.threat import Norm, ThreatModel, normalize_norm, threat_model
 
 __all__ = ["Attack", "eval_mode", "Model"]
 
@@ -107,7 +107,7 @@ class Attack:
     ) -> None:
         if int(eot) < 1:
             raise ValueError(f"eot must be >= 1, got {eot}")
-        self.norm = norm
+        self.norm = norm  # type: ignore[assignment]  # the setter normalises the spelling
         self.eps = None if eps is None else float(eps)
         if self.eps is not None:
             threat_model(norm, self.eps)  # validates norm and eps early, with a clear message
@@ -127,6 +127,19 @@ class Attack:
         keys = ("eps", "norm", "steps", "alpha", "restarts", "loss", "eot", "targeted")
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in keys if hasattr(self, k))
         return f"{type(self).__name__}({args})"
+
+    def settings(self) -> dict[str, object]:
+        """The attributes a record keeps (the evaluator filters private and per-call ones), the norm included."""
+        return {**vars(self), "norm": self.norm}
+
+    @property
+    def norm(self) -> Norm:
+        """The canonical norm ("linf" or "l2"), whatever spelling was passed in or assigned later."""
+        return self._norm
+
+    @norm.setter
+    def norm(self, value: str) -> None:
+        self._norm: Norm = normalize_norm(value)
 
     @property
     def threat(self) -> ThreatModel:
