@@ -1,8 +1,9 @@
 """Memory layout on CPU: contiguous (NCHW) vs channels-last, side by side in one run.
 
 Times, for each zoo model (and the small MNIST nets with each kind of noise layer), one training step (forward +
-backward to the parameters) and one attack pass (forward + backward to the input, parameters frozen) in both
-layouts, interleaved, and reports the ratio. This is the measurement behind gradguard's attacks choosing
+backward to the parameters; channels-last weights and batch) and one attack pass (forward + backward to the input,
+parameters frozen; the caller's NCHW weights, channels-last input, as the attacks run it) in both layouts,
+interleaved, and reports the ratio. This is the measurement behind gradguard's attacks choosing
 channels-last for conv nets on CPU and behind `train.channels_last` (docs/attacks.md, docs/training.md).
 
     .venv/bin/python benchmarks/layout_speed.py                  # one thread, two to five minutes
@@ -64,7 +65,10 @@ def measure(name: str, dataset: str, batch: int, kind: str | None, repeats: int,
             m.train(mode == "train")
             for p in m.parameters():
                 p.requires_grad_(mode == "train")
-        cases = {"contiguous": lambda f=fn: f(nchw, x, y), "channels_last": lambda f=fn: f(cl, x_cl, y)}
+        # Training holds the weights channels-last (`train.channels_last`); attacks leave the caller's weights alone
+        # and feed channels-last inputs only (`layout.channels_last_input`), which is what is timed here.
+        fast = cl if phase == "train_step" else nchw
+        cases = {"contiguous": lambda f=fn: f(nchw, x, y), "channels_last": lambda f=fn, m=fast: f(m, x_cl, y)}
         for f in cases.values():
             f()
         times: dict[str, list[float]] = {k: [] for k in cases}

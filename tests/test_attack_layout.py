@@ -1,5 +1,5 @@
-"""The channels-last layout attacks pick for conv nets on CPU: automatic choice, gradients unchanged, and the
-caller's parameter tensors handed back exactly as they were."""
+"""The channels-last layout attacks pick for conv nets on CPU: automatic choice, gradients unchanged, the caller's
+parameter tensors never touched (not even during the call), and only the layout's own error retried."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 from gradguard.attacks import PGD
 from gradguard.gradients import input_gradient
-from gradguard.layout import channels_last_layout, wants_channels_last
+from gradguard.layout import channels_last_input, wants_channels_last
 
 
 def conv_net(seed: int = 0) -> nn.Module:
@@ -41,8 +41,7 @@ def test_weight_noise_nets_count_as_conv_nets_and_keep_their_gradients(kind: str
     set_generator(model, torch.Generator().manual_seed(3))
     g_plain, _ = input_gradient(model, x, y, "ce")
     set_generator(model, torch.Generator().manual_seed(3))
-    with channels_last_layout(model):
-        g_cl, _ = input_gradient(model, x, y, "ce")
+    g_cl, _ = input_gradient(channels_last_input(model), x, y, "ce")
     torch.testing.assert_close(g_cl, g_plain, rtol=1e-4, atol=1e-6)
 
 
@@ -52,42 +51,61 @@ def test_automatic_choice_skips_uninitialized_lazy_parameters():
     assert wants_channels_last(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(10)), x)
 
 
-def test_layout_swaps_only_data_and_restores_the_callers_tensors():
-    model = conv_net()
-    params = list(model.parameters())
-    before = [(p.data_ptr(), p.data.stride(), p.clone()) for p in params]
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with channels_last_layout(model):
-        conv_weights = [p for p in params if p.dim() == 4]
-        assert conv_weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights)
-        # The one-input-channel first conv counts as channels-last either way; it must get the canonical strides
-        # (else its output stays NCHW and the next layer pays a reorder on every call).
-        first = model[0].weight
-        assert first.stride() == torch.empty_like(first, memory_format=torch.channels_last).stride()
-        assert first.stride() != before[0][1]
-        assert list(model.parameters()) == params == opt.param_groups[0]["params"]
-    for p, (ptr, stride, value) in zip(params, before, strict=True):
-        assert p.data_ptr() == ptr and p.data.stride() == stride
-        assert torch.equal(p, value)
+def _param_state(model: nn.Module) -> list[tuple[int, int, tuple[int, ...], bool]]:
+    return [(id(p), p.data_ptr(), p.stride(), p.is_contiguous()) for p in model.parameters()]
 
 
-def test_layout_restores_even_when_the_body_raises():
+@pytest.mark.parametrize("attack", [PGD(eps=0.1, steps=2), PGD(eps=0.1, steps=2, channels_last=True)])
+def test_the_callers_parameters_are_untouched_during_and_after_an_attack(attack: PGD):
     model = conv_net()
-    ptrs = [p.data_ptr() for p in model.parameters()]
-    try:
-        with channels_last_layout(model):
-            raise RuntimeError("boom")
-    except RuntimeError:
-        pass
-    assert [p.data_ptr() for p in model.parameters()] == ptrs
+    x = torch.rand(6, 1, 12, 12)
+    y = model(x).argmax(1)
+    named = dict(model.named_parameters())
+    before = _param_state(model)
+    values = [p.detach().clone() for p in model.parameters()]
+    seen_inside: list[list[tuple[int, int, tuple[int, ...], bool]]] = []
+    layouts: list[bool] = []
+
+    def look(m: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        seen_inside.append(_param_state(model))
+        layouts.append(args[0].is_contiguous(memory_format=torch.channels_last) and not args[0].is_contiguous())
+
+    model[3].register_forward_pre_hook(look)
+    attack(model, x, y)
+    assert seen_inside and all(state == before for state in seen_inside)  # in a hook, mid-attack
+    assert layouts and all(layouts)  # and yet the activations flowed channels-last
+    assert _param_state(model) == before and dict(model.named_parameters()) == named
+    assert all(torch.equal(p, v) for p, v in zip(model.parameters(), values, strict=True))
+
+
+class Broken(nn.Module):
+    """A conv net whose forward raises an error of its own: the attack must not retry it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        raise RuntimeError("a bug in the model")
+
+
+def test_a_models_own_runtime_error_propagates_once(recwarn):
+    model = Broken()
+    x = torch.rand(3, 1, 8, 8)
+    assert wants_channels_last(model, x)
+    with pytest.raises(RuntimeError, match="a bug in the model"):
+        PGD(eps=0.1, steps=3)(model, x, torch.zeros(3, dtype=torch.long))
+    assert model.calls == 1
+    assert not [w for w in recwarn if "layout" in str(w.message)]
 
 
 def test_gradients_match_the_contiguous_layout():
     model = conv_net()
     x, y = torch.rand(16, 1, 12, 12), torch.randint(0, 10, (16,))
     g_plain, loss_plain = input_gradient(model, x, y, "ce")
-    with channels_last_layout(model):
-        g_cl, loss_cl = input_gradient(model, x, y, "ce")
+    g_cl, loss_cl = input_gradient(channels_last_input(model), x, y, "ce")
     torch.testing.assert_close(g_cl, g_plain, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(loss_cl, loss_plain, rtol=1e-5, atol=1e-6)
     assert g_cl.shape == x.shape
@@ -96,8 +114,9 @@ def test_gradients_match_the_contiguous_layout():
 def test_attack_uses_the_layout_by_default_and_can_be_told_not_to():
     model = conv_net()
     seen: list[bool] = []
-    model[3].register_forward_pre_hook(  # the first conv has 1 input channel: both layouts alike
-        lambda m, args: seen.append(m.weight.is_contiguous(memory_format=torch.channels_last))
+    model[3].register_forward_pre_hook(  # the 8-channel activations into the second conv
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)
+                                    and not args[0].is_contiguous())
     )
     x = torch.rand(8, 1, 12, 12)
     y = model(x).argmax(1)
@@ -130,9 +149,9 @@ def test_automatic_layout_falls_back_for_models_that_need_nchw():
     model = ViewFlattenNet().eval()
     x = torch.rand(6, 3, 8, 8)
     y = model(x).argmax(1)
-    with channels_last_layout(model), torch.no_grad():
+    with torch.no_grad():
         try:
-            model(x)
+            channels_last_input(model)(x)
         except RuntimeError:
             pass
         else:  # pragma: no cover - the premise of the test
@@ -163,16 +182,20 @@ def test_three_channel_activations_run_channels_last_and_results_keep_the_input_
     assert x_adv.stride() == x.stride()
 
 
-def test_bpda_respects_the_inner_attacks_layout_choice():
+@pytest.mark.parametrize("inner_choice", [None, False])
+def test_bpda_with_a_preprocessing_function_follows_the_inner_attacks_layout_choice(inner_choice):
+    """The inner attack sees a plain function (no weights to look at): BPDA's call picks the layout from the model,
+    unless the inner attack was told channels_last=False."""
     from gradguard.attacks import BPDA
 
     model = conv_net()
     seen: list[bool] = []
     model[3].register_forward_pre_hook(
-        lambda m, args: seen.append(m.weight.is_contiguous(memory_format=torch.channels_last))
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)
+                                    and not args[0].is_contiguous())
     )
     x = torch.rand(4, 1, 12, 12)
     y = model(x).argmax(1)
     seen.clear()
-    BPDA(attack=PGD(eps=0.1, steps=2, channels_last=False), preprocess=lambda t: t)(model, x, y)
-    assert seen and not any(seen)
+    BPDA(attack=PGD(eps=0.1, steps=2, channels_last=inner_choice), preprocess=lambda t: t)(model, x, y)
+    assert seen and all(seen) == (inner_choice is None) and any(seen) == (inner_choice is None)

@@ -1,7 +1,11 @@
 """Attacks on a small network trained in a second on the offline 8x8 digits: relative strength and monotonicity,
-and optional cross-checks against torchattacks 3.5.1 (skipped when it is not installed)."""
+and cross-checks against torchattacks 3.5.1 (`scripts/setup.sh` installs it without its dependencies; skipped
+when absent on a workstation, a failure under CI=true)."""
 
 from __future__ import annotations
+
+import importlib
+import os
 
 import pytest
 import torch
@@ -123,8 +127,35 @@ def test_sweep_success_is_monotone_in_eps(trained) -> None:
 
 
 # -------------------------------------------------------------------------------- torchattacks cross-checks
+REFERENCE_VERSION = "3.5.1"  # the pin of scripts/setup.sh
+
+
 def _torchattacks():
-    return pytest.importorskip("torchattacks", minversion="3.5.1")
+    """torchattacks, or a skip; under CI=true a failure, so that the cross-checks cannot silently stop running."""
+    try:
+        ta = importlib.import_module("torchattacks")
+    except ImportError as err:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true but torchattacks is not installed ({err}): the cross-checks must run in CI; "
+                        f"scripts/setup.sh installs torchattacks=={REFERENCE_VERSION} with --no-deps")
+        pytest.skip("torchattacks is not installed (bash scripts/setup.sh installs it)")
+    assert ta.__version__ == REFERENCE_VERSION, f"cross-checks are calibrated on {REFERENCE_VERSION}: {ta.__version__}"
+    return ta
+
+
+def test_cross_check_reference_is_there_under_ci(monkeypatch) -> None:
+    """The guard itself: with the reference missing, CI=true fails instead of skipping."""
+
+    def missing(name: str):
+        raise ImportError(f"No module named {name!r}")
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="must run in CI"):
+        _torchattacks()
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception):
+        _torchattacks()
 
 
 # One run of a random-start attack on 200 points moves by +-1.5 points from seed to seed (measured: PGD-20 at
@@ -140,7 +171,8 @@ def test_pgd_not_weaker_than_torchattacks(trained, eps: float) -> None:
     settings = {"eps": eps, "alpha": eps / 8, "steps": 20}
     theirs_det = robust_acc(model, ta.PGD(model, random_start=False, **settings)(x, y), y)
     ours_det = robust_acc(model, PGD(random_start=False, **settings)(model, x, y), y)
-    assert ours_det <= theirs_det + 0.01, (ours_det, theirs_det)
+    # the same deterministic algorithm: the same number, within a point (measured equal: 0.88 and 0.57)
+    assert abs(ours_det - theirs_det) <= 0.01, (ours_det, theirs_det)
     theirs, ours = [], []
     for seed in SEEDS:
         with torch.random.fork_rng():  # torchattacks draws from the global RNG
@@ -163,3 +195,17 @@ def test_apgd_not_weaker_than_torchattacks(trained, norm: str, eps: float) -> No
                 theirs.append(robust_acc(model, attack(x, y), y))
             ours.append(robust_acc(model, APGD(eps=eps, norm=norm, steps=50, loss=loss, seed=seed)(model, x, y), y))
         assert sum(ours) / len(ours) <= sum(theirs) / len(theirs) + 0.01, (loss, ours, theirs)
+
+
+def test_square_not_weaker_than_torchattacks(trained) -> None:
+    """Measured 2026-12-02 at linf 0.1, 300 queries: ours 0.585/0.620, theirs 0.690/0.650 for seeds 0/1 (ours
+    draws its windows per sample, theirs one per batch)."""
+    ta = _torchattacks()
+    model, x, y = trained
+    theirs, ours = [], []
+    for seed in SEEDS[:2]:
+        with torch.random.fork_rng():  # torchattacks' Square draws from the global RNG
+            torch.manual_seed(seed)
+            theirs.append(robust_acc(model, ta.Square(model, norm="Linf", eps=0.1, n_queries=300, seed=seed)(x, y), y))
+        ours.append(robust_acc(model, Square(eps=0.1, n_queries=300, seed=seed)(model, x, y), y))
+    assert sum(ours) / len(ours) <= sum(theirs) / len(theirs) + 0.01, (ours, theirs)

@@ -64,7 +64,7 @@ def test_results_agree_with_evaluation_and_report(finished_run):
     evaluation = EvalResult.load(out / "evaluation.json")
     record = load_run(out)
     assert record.evaluation["robust_accuracy"] == evaluation.robust_accuracy
-    worst = f"| 0.3 | {100 * evaluation.clean_accuracy:.2f} |"
+    worst = f"| 0.3 | {100 * evaluation.clean_accuracy:.2f} ["
     assert worst in (out / "report.md").read_text()
     assert evaluation.robust_accuracy[1] <= evaluation.robust_accuracy[0]
     # the config asks for the quick suite: every place that shows the numbers says so

@@ -1,28 +1,30 @@
-"""Memory layout of a model's weights on CPU: when channels-last pays, and a context that holds it for a while.
+"""Memory layout on CPU: when channels-last pays, how an attack feeds it, and which errors it causes.
 
-Attacks use it to pick and hold the layout for the duration of a call. A leaf module (torch only), so that
-importing the attacks loads neither the model zoo nor the data package.
+Attacks run a conv net on channels-last *inputs*: oneDNN convolutions pick the layout from the input, so every
+activation downstream flows channels-last while the caller's parameters are never touched (their storage, strides
+and identity stay as the caller left them). A leaf module (torch only), so that importing the attacks loads neither
+the model zoo nor the data package.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
 from gradguard.gradients import Model
 
-__all__ = ["wants_channels_last", "channels_last_layout"]
+__all__ = ["wants_channels_last", "channels_last_input", "is_layout_error"]
+
+#: The message `Tensor.view` raises on activations whose strides it cannot reinterpret (e.g. a channels-last feature
+#: map flattened with `.view(n, -1)`): the one error that the channels-last layout itself causes.
+_LAYOUT_ERROR = "view size is not compatible with input tensor's size and stride"
 
 
 def wants_channels_last(model: Model, x: Tensor) -> bool:
     """The automatic choice: a conv net attacked on CPU with image batches.
 
     A conv net is one with a 4-D parameter, so layers that call `F.conv2d` themselves (the PNI and Bayesian
-    weight-noise layers) count too: their attack passes run 1.09-1.17x faster, RSE noise nets' 1.2-1.4x
-    (`benchmarks/layout_speed.py`, docs/attacks.md).
+    weight-noise layers) count too (`benchmarks/layout_speed.py`, docs/attacks.md).
     """
     return (
         isinstance(model, nn.Module)
@@ -34,34 +36,23 @@ def wants_channels_last(model: Model, x: Tensor) -> bool:
     )
 
 
-@contextmanager
-def channels_last_layout(model: Model, enabled: bool = True) -> Iterator[Model]:
-    """Hold the model's 4-D parameters in channels-last layout for the duration; restore the caller's tensors.
+def channels_last_input(model: Model, enabled: bool = True) -> Model:
+    """`model` itself, or (when `enabled`) a function that hands it its 4-D inputs in channels-last layout.
 
-    On CPU, oneDNN convolutions and max-pooling in this layout skip a reorder on every call: a forward+backward to
-    the input of the zoo's small MNIST CNNs runs 1.2-1.6x faster, a BatchNorm ResNet neither gains nor loses
-    (`benchmarks/layout_speed.py`, docs/attacks.md). Activations come out channels-last too, so a model that
-    flattens them with `.view` fails in this layout; `Attack` then reruns in the model's own layout.
-    Only each parameter's ``.data`` is swapped, and swapped back on exit, so the parameter objects (and whatever
-    holds them: optimizers, hooks) are untouched and the values are bit-identical afterwards.
+    On CPU a forward+backward to the input of the zoo's small MNIST CNNs runs 1.2-1.6x faster this way, a BatchNorm
+    ResNet neither gains nor loses (`benchmarks/layout_speed.py`, docs/attacks.md). `.to` gives the canonical
+    channels-last strides also to one-channel (grey) images, which `contiguous(memory_format=...)` would leave NCHW;
+    gradients flow back to the caller's layout.
     """
-    if not enabled or not isinstance(model, nn.Module):
-        yield model
-        return
-    saved: list[tuple[nn.Parameter, Tensor]] = []
-    try:
-        for p in model.parameters():
-            if isinstance(p, nn.parameter.UninitializedParameter) or p.dim() != 4:
-                continue
-            # `.to` gives the canonical channels-last strides, also to a one-input-channel weight (the first conv
-            # on grey images), which `contiguous(memory_format=...)` would leave NCHW since it already counts as
-            # channels-last: its output would then stay NCHW and every later layer would pay a reorder.
-            cl = p.data.to(memory_format=torch.channels_last)
-            if cl is p.data:
-                continue
-            saved.append((p, p.data))
-            p.data = cl
-        yield model
-    finally:
-        for p, data in saved:
-            p.data = data
+    if not enabled:
+        return model
+
+    def run(x: Tensor) -> Tensor:
+        return model(x.to(memory_format=torch.channels_last) if x.dim() == 4 else x)
+
+    return run
+
+
+def is_layout_error(err: BaseException) -> bool:
+    """Whether `err` is the one the channels-last layout causes (a `.view` of channels-last activations)."""
+    return isinstance(err, RuntimeError) and _LAYOUT_ERROR in str(err)

@@ -7,14 +7,39 @@ project, and never needs to know which norm it is working in.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-__all__ = ["ThreatModel", "LinfBall", "L2Ball", "threat_model", "NORMS"]
+__all__ = ["ThreatModel", "LinfBall", "L2Ball", "threat_model", "normalize_norm", "Norm", "NORMS"]
 
-NORMS = ("linf", "l2")
+#: The canonical names of the norms; everything past `normalize_norm` compares against these only.
+Norm = Literal["linf", "l2"]
+NORMS: tuple[Norm, ...] = ("linf", "l2")
+#: Every accepted spelling, after lower-casing and dropping "-", "_" and spaces ("L-inf", "l_2", "Linf", "INF" ...).
+_SPELLINGS: dict[str, Norm] = {"linf": "linf", "inf": "linf", "l2": "l2", "2": "l2"}
 _TINY = 1e-12
+
+
+def normalize_norm(norm: object) -> Norm:
+    """The canonical name ("linf" or "l2") of any accepted spelling of a norm, or a ValueError naming it.
+
+    Called once where a norm enters (threat model, attack, evaluator, suite), so that no later comparison can
+    meet "Linf" and silently take the other branch (`Square(norm="Linf")` once ran the L2 attack that way).
+    Also takes the numbers `float("inf")` and `2`.
+    """
+    if isinstance(norm, (int, float)) and not isinstance(norm, bool):
+        key = "inf" if norm == float("inf") else str(norm).removesuffix(".0")
+    elif isinstance(norm, str):
+        key = norm.lower().replace("-", "").replace("_", "").replace(" ", "")
+    else:
+        key = ""
+    if key not in _SPELLINGS:
+        raise ValueError(
+            f"unknown norm {norm!r}: expected 'linf' (also 'Linf', 'inf', 'L-inf') or 'l2' (also 'L2', '2')"
+        )
+    return _SPELLINGS[key]
 
 
 def _per_sample_norm(t: Tensor) -> Tensor:
@@ -25,7 +50,7 @@ def _per_sample_norm(t: Tensor) -> Tensor:
 class ThreatModel(ABC):
     """An epsilon-ball in some norm, always intersected with the [0, 1] box."""
 
-    norm: str
+    norm: Norm
 
     def __init__(self, eps: float) -> None:
         if not 0.0 <= float(eps) <= (1.0 if self.norm == "linf" else float("inf")):
@@ -98,10 +123,5 @@ class L2Ball(ThreatModel):
 
 
 def threat_model(norm: str, eps: float) -> ThreatModel:
-    """Build the ball for `norm` ("linf" or "l2")."""
-    norm = norm.lower().replace("-", "").replace("_", "")
-    if norm in ("linf", "inf"):
-        return LinfBall(eps)
-    if norm == "l2":
-        return L2Ball(eps)
-    raise ValueError(f"unknown norm {norm!r}: expected one of {NORMS}")
+    """Build the ball for `norm` (any spelling `normalize_norm` accepts)."""
+    return LinfBall(eps) if normalize_norm(norm) == "linf" else L2Ball(eps)

@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from gradguard.gradients import Model, forward_scores, input_gradient
-from gradguard.layout import channels_last_layout, wants_channels_last
+from gradguard.layout import channels_last_input, is_layout_error, wants_channels_last
 from gradguard.losses import LossFn, success
-from gradguard.threat import ThreatModel, threat_model
+from gradguard.threat import Norm, ThreatModel, normalize_norm, threat_model
 
 __all__ = ["Attack", "eval_mode", "Model"]
 
@@ -107,7 +107,7 @@ class Attack:
     ) -> None:
         if int(eot) < 1:
             raise ValueError(f"eot must be >= 1, got {eot}")
-        self.norm = norm
+        self.norm = norm  # type: ignore[assignment]  # the setter normalises the spelling
         self.eps = None if eps is None else float(eps)
         if self.eps is not None:
             threat_model(norm, self.eps)  # validates norm and eps early, with a clear message
@@ -121,12 +121,26 @@ class Attack:
         self.last_forward_evals = 0
         self.last_wall_s = 0.0
         self._gen: torch.Generator | None = None
+        self._channels_last = False  # this call's layout choice, set by __call__
 
     # ----------------------------------------------------------------------------------------------- public API
     def __repr__(self) -> str:
         keys = ("eps", "norm", "steps", "alpha", "restarts", "loss", "eot", "targeted")
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in keys if hasattr(self, k))
         return f"{type(self).__name__}({args})"
+
+    def settings(self) -> dict[str, object]:
+        """The attributes a record keeps (the evaluator filters private and per-call ones), the norm included."""
+        return {**vars(self), "norm": self.norm}
+
+    @property
+    def norm(self) -> Norm:
+        """The canonical norm ("linf" or "l2"), whatever spelling was passed in or assigned later."""
+        return self._norm
+
+    @norm.setter
+    def norm(self, value: str) -> None:
+        self._norm: Norm = normalize_norm(value)
 
     @property
     def threat(self) -> ThreatModel:
@@ -146,29 +160,30 @@ class Attack:
         x = x.detach()
         y = y.detach()
         target = None if target is None else target.detach()
-        use_cl = self._use_channels_last(model, x)
+        self._channels_last = self._use_channels_last(model, x)
         try:
             with eval_mode(model):
                 if x.shape[0] == 0:
                     return x.clone()
                 try:
-                    with channels_last_layout(model, use_cl):
-                        x_adv = self._perturb(model, x, y, target)
-                except RuntimeError:
-                    if not use_cl or self.channels_last is not None:
+                    x_adv = self._perturb(model, x, y, target)
+                except RuntimeError as err:
+                    if not (self._channels_last and self.channels_last is None and is_layout_error(err)):
                         raise
                     # The automatic choice met a model that needs NCHW activations (e.g. `x.view(n, -1)` after a
                     # multi-channel conv). Start over in the model's own layout, from the same seed.
                     warnings.warn(
-                        f"{type(self).__name__}: the model failed in channels-last layout; rerunning the attack in "
-                        "its own layout (pass channels_last=False to skip the attempt)",
+                        f"{type(self).__name__}: the model failed on channels-last activations ({err}); rerunning "
+                        "the attack in its own layout (pass channels_last=False to skip the attempt)",
                         stacklevel=2,
                     )
+                    self._channels_last = False
                     self._start(x.device)
                     self._gen.set_state(start_state)  # type: ignore[union-attr]
                     x_adv = self._perturb(model, x, y, target)
         finally:
             self._gen = None
+            self._channels_last = False
             self.last_wall_s = time.perf_counter() - t0
         return x_adv.detach()
 
@@ -222,6 +237,10 @@ class Attack:
     def _use_channels_last(self, model: Model, x: Tensor) -> bool:
         return wants_channels_last(model, x) if self.channels_last is None else bool(self.channels_last)
 
+    def _in_layout(self, model: Model) -> Model:
+        """The model as this call runs it: fed channels-last inputs when the call chose that layout."""
+        return channels_last_input(model, self._channels_last)
+
     def _make_generator(self, device: torch.device) -> torch.Generator:
         if self.generator is not None:
             return self.generator
@@ -244,13 +263,14 @@ class Attack:
         """(grad, per-sample loss, scores) at `x`, EOT-averaged, counted."""
         self.last_grad_evals += x.shape[0] * self.eot
         return input_gradient(  # type: ignore[return-value]
-            model, x, y, loss_fn, eot=self.eot, chunk_size=self.chunk_size, target=target, return_scores=True
+            self._in_layout(model), x, y, loss_fn, eot=self.eot, chunk_size=self.chunk_size, target=target,
+            return_scores=True,
         )
 
     def _scores(self, model: Model, x: Tensor) -> Tensor:
         """Prediction scores at `x` (k-draw averaged softmax when eot > 1), counted."""
         self.last_forward_evals += x.shape[0] * self.eot
-        return forward_scores(model, x, eot=self.eot, chunk_size=self.chunk_size)[0]
+        return forward_scores(self._in_layout(model), x, eot=self.eot, chunk_size=self.chunk_size)[0]
 
     def _scores_loss(
         self, model: Model, x: Tensor, y: Tensor, loss_fn: LossFn, target: Tensor | None = None
@@ -258,7 +278,8 @@ class Attack:
         """(scores, per-sample loss) at `x` without gradients, counted."""
         self.last_forward_evals += x.shape[0] * self.eot
         s, loss = forward_scores(
-            model, x, eot=self.eot, chunk_size=self.chunk_size, y=y, loss_fn=loss_fn, target=target
+            self._in_layout(model), x, eot=self.eot, chunk_size=self.chunk_size, y=y, loss_fn=loss_fn,
+            target=target,
         )
         assert loss is not None
         return s, loss

@@ -44,7 +44,7 @@ class BPDA(Attack):
             raise ValueError("BPDA needs exactly one of modules= (submodules to bypass) or preprocess= (a function)")
         super().__init__(
             eps=attack.eps, norm=attack.norm, targeted=attack.targeted, eot=attack.eot,
-            channels_last=attack.channels_last,  # the outer call sets the layout; the inner attack's choice rules
+            channels_last=attack.channels_last,  # the inner attack's choice rules
         )
         self.attack = attack
         self.modules = modules
@@ -61,9 +61,10 @@ class BPDA(Attack):
         try:
             if self.preprocess is not None:
                 pre = bpda(self.preprocess, self.approx)
+                run = self._in_layout(model)  # the inner attack sees a plain function: this call picks the layout
 
                 def attacked(z: Tensor) -> Tensor:
-                    return model(pre(z))
+                    return run(pre(z))
 
                 x_adv = self.attack(attacked, x, y, target=target)
             else:

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from gradguard.attacks.base import Attack, Model, _bshape
 from gradguard.losses import get_loss
+from gradguard.threat import normalize_norm
 
 __all__ = ["CWL2"]
 
@@ -43,7 +44,7 @@ class CWL2(Attack):
         channels_last: bool | None = None,
         norm: str = "l2",
     ) -> None:
-        if norm != "l2":
+        if normalize_norm(norm) != "l2":
             raise ValueError("CWL2 works in the L2 norm only (use CWLinf for L-inf)")
         super().__init__(
             eps=eps, norm="l2", targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator,

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from gradguard.evaluation.predict import eval_mode, model_device, predict_labels
 from gradguard.evaluation.result import Flag
+from gradguard.threat import normalize_norm
 
 __all__ = [
     "FLAG_NAMES",
@@ -161,7 +162,7 @@ def monotonic_flag(
 
 def large_eps(norm: str, shape: tuple[int, ...]) -> float:
     """An eps whose ball contains the uniform grey image from any input: no classifier can stay accurate."""
-    if norm == "linf":
+    if normalize_norm(norm) == "linf":
         return 0.5
     return 0.5 * math.sqrt(math.prod(shape))
 

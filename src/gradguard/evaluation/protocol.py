@@ -31,6 +31,7 @@ from gradguard.evaluation.predict import _is_randomized_flag, detect_randomness,
 from gradguard.evaluation.result import AttackRecord, EvalResult
 from gradguard.evaluation.suites import SUITE_DEFAULT_K, AttackSpec, attack_settings, build_suite
 from gradguard.passes import PassCounter
+from gradguard.threat import normalize_norm
 
 __all__ = ["evaluate", "MODES"]
 
@@ -235,7 +236,7 @@ def evaluate(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if m < 1:
         raise ValueError(f"m must be >= 1, got {m}")
-    norm = "linf" if norm.lower() in ("linf", "inf", "l-inf") else norm.lower()
+    norm = normalize_norm(norm)
     say = progress or (lambda s: None)
     rank, world = _dist_info()
     n_total = x.shape[0]

@@ -2,7 +2,9 @@
 
 `EvalResult.to_dict()` is the stable JSON schema the report renders (documented in docs/evaluation.md, bump
 `SCHEMA_VERSION` on any incompatible change). Boolean per-sample tensors are stored as strings of '0'/'1', one
-string per epsilon: four times smaller than JSON lists and still readable by eye.
+string per epsilon: four times smaller than JSON lists and still readable by eye. Every accuracy comes with its 95%
+Wilson interval (`*_ci` fields, `gradguard.intervals`); they are derived from the bits, so files written before they
+existed load unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from torch import Tensor
 
 from gradguard.atomic import atomic_write_text
+from gradguard.intervals import accuracy_interval, format_interval
 
 __all__ = ["SCHEMA_VERSION", "Flag", "AttackRecord", "EvalResult", "encode_bits", "decode_bits"]
 
@@ -37,6 +40,15 @@ def decode_bits(rows: list[str]) -> Tensor:
 
 def _share(t: Tensor) -> float:
     return int(t.sum()) / t.numel() if t.numel() else float("nan")  # exact ratio in double, not float32
+
+
+def _cis(values: list[float | None], n: int) -> list[tuple[float, float] | None]:
+    return [accuracy_interval(v, n) for v in values]
+
+
+def _pct_ci(value: float, n: int) -> str:
+    """"93.50% [90.1, 95.8]": an accuracy with its 95% Wilson interval."""
+    return f"{100 * value:.2f}% {format_interval(accuracy_interval(value, n))}".rstrip()
 
 
 @dataclass
@@ -95,6 +107,7 @@ class AttackRecord:
             "kind": self.kind,
             "settings": self.settings,
             "robust_accuracy": self.robust_accuracy(clean_correct),
+            "robust_accuracy_ci": _cis(self.robust_accuracy(clean_correct), int(clean_correct.numel())),
             "n_attacked": [int(a.sum()) for a in (self.attacked & clean_correct)],
             "n_broken": [int(s.sum()) for s in (self.success & self.attacked & clean_correct)],
             "wall_s": self.wall_s,
@@ -153,8 +166,19 @@ class EvalResult:
 
     @property
     def robust_accuracy(self) -> list[float]:
-        """Worst-case robust accuracy per eps."""
+        """Worst-case robust accuracy per eps: the fraction of images robust to every attack."""
         return [_share(~s) for s in self.success]
+
+    @property
+    def clean_accuracy_ci(self) -> tuple[float, float] | None:
+        """95% Wilson interval of `clean_accuracy` (`gradguard.intervals`)."""
+        return accuracy_interval(self.clean_accuracy, self.n)
+
+    @property
+    def robust_accuracy_ci(self) -> list[tuple[float, float] | None]:
+        """95% Wilson intervals of the worst-case robust accuracy per eps: still one yes/no per image (robust to
+        all attacks or not), so a binomial proportion like any single attack's."""
+        return _cis(list(self.robust_accuracy), self.n)
 
     def cumulative_accuracy(self) -> dict[str, list[float]]:
         """Worst-case robust accuracy after each attack in ensemble order (what a chained run measures)."""
@@ -180,6 +204,7 @@ class EvalResult:
         for name, rec in self.attacks.items():
             d = rec.to_dict(self.clean_correct)
             d["cumulative_robust_accuracy"] = cumulative[name]
+            d["cumulative_robust_accuracy_ci"] = _cis(list(cumulative[name]), self.n)
             attacks[name] = d
         return {
             "schema_version": SCHEMA_VERSION,
@@ -193,8 +218,11 @@ class EvalResult:
             "suite": self.suite,
             "randomized": self.randomized,
             "clean_accuracy": self.clean_accuracy,
+            "clean_accuracy_ci": self.clean_accuracy_ci,
             "clean_accuracy_single": self.clean_accuracy_single,
+            "clean_accuracy_single_ci": accuracy_interval(self.clean_accuracy_single, self.n),
             "robust_accuracy": self.robust_accuracy,
+            "robust_accuracy_ci": self.robust_accuracy_ci,
             "attacks": attacks,
             "flags": [f.to_dict() for f in self.flags],
             "meta": self.meta,
@@ -243,19 +271,21 @@ class EvalResult:
         return cls.from_dict(d)
 
     def summary(self) -> str:
-        """A plain-text table: clean accuracy, robust accuracy per eps and attack, and every masking flag."""
+        """A plain-text table: clean accuracy, robust accuracy per eps and attack (each with its 95% Wilson
+        interval), and every masking flag."""
         lines = [
             f"evaluation: n={self.n} norm={self.norm} suite={self.suite_label} mode={self.mode} "
             f"m={self.m} k={self.k} seed={self.seed} randomized={'yes' if self.randomized else 'no'}",
         ]
-        clean = f"clean accuracy: {100 * self.clean_accuracy:.2f}%"
+        n = self.n
+        clean = f"clean accuracy: {_pct_ci(self.clean_accuracy, n)}"
         if self.randomized:
-            clean += f" ({self.m}-draw), {100 * self.clean_accuracy_single:.2f}% (single draw)"
+            clean += f" ({self.m}-draw), {_pct_ci(self.clean_accuracy_single, n)} (single draw)"
         lines.append(clean)
         cumulative = self.cumulative_accuracy()
         names = list(self.attacks)
-        width = max([10] + [len(n) + 2 for n in names])
-        header = "eps".ljust(10) + "".join(n.rjust(width) for n in names) + "worst-case".rjust(12)
+        width = max([24] + [len(name) + 2 for name in names])
+        header = "eps".ljust(10) + "".join(name.rjust(width) for name in names) + "worst-case".rjust(width)
         lines.append(header)
         own = {n: rec.robust_accuracy(self.clean_correct) for n, rec in self.attacks.items()}
         for e, eps in enumerate(self.eps):
@@ -263,14 +293,15 @@ class EvalResult:
             for name in names:
                 value = own[name][e]
                 if value is None:  # chained: show the accuracy after this attack in the chain
-                    row += f"{100 * cumulative[name][e]:.2f}%*".rjust(width)
+                    row += f"{_pct_ci(cumulative[name][e], n)}*".rjust(width)
                 else:
-                    row += f"{100 * value:.2f}%".rjust(width)
-            row += f"{100 * self.robust_accuracy[e]:.2f}%".rjust(12)
+                    row += _pct_ci(value, n).rjust(width)
+            row += _pct_ci(self.robust_accuracy[e], n).rjust(width)
             lines.append(row)
         if any(v is None for vals in own.values() for v in vals):
             lines.append("* chained: robust accuracy after this attack and all before it (each attacks only the "
                          "points still robust)")
+        lines.append(f"[lo, hi]: 95% Wilson interval on n={n} images")
         lines.append("masking checks:")
         for flag in self.flags:
             lines.append(f"  [{'WARN' if flag.triggered else ' ok '}] {flag.name}: {flag.message}")

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gradguard.threat import normalize_norm
+
 __all__ = ["AttackSpec", "SUITES", "SUITE_DEFAULT_K", "build_suite", "list_suites", "attack_settings"]
 
 SUITES = ("standard", "rand", "apgd")
@@ -60,8 +62,7 @@ def build_suite(
     key = name.lower()
     if key not in SUITES:
         raise ValueError(f"unknown suite {name!r}: expected one of {list(SUITES)} or a dict of attacks")
-    if norm not in ("linf", "l2"):
-        raise ValueError(f"unknown norm {norm!r}: expected 'linf' or 'l2'")
+    norm = normalize_norm(norm)
     k = SUITE_DEFAULT_K[key] if k is None else int(k)
     if k < 1:
         raise ValueError(f"k (EOT draws) must be >= 1, got {k}")

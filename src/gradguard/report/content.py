@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gradguard.intervals import accuracy_interval, differs, format_interval
 from gradguard.report.document import Code, Document, Flags, Heading, Image, Paragraph, Table
 from gradguard.report.plots import line_plot
 from gradguard.report.records import RunRecord, ran_quick
@@ -16,6 +17,23 @@ __all__ = ["run_document", "comparison_document"]
 
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}"
+
+
+def _pct_ci(v: float | None, n: int | None) -> str:
+    """An accuracy in % with its 95% Wilson interval, "93.50 [90.1, 95.8]" (recomputed from the count, so records
+    written before intervals were stored get them too)."""
+    if v is None or not n:
+        return _pct(v)
+    return f"{_pct(v)} {format_interval(accuracy_interval(v, int(n)))}"
+
+
+def _versus(a: float | None, b: float | None, n_a: int, n_b: int) -> str:
+    """How `a` compares with `b`, called a difference only when their 95% intervals do not overlap."""
+    if a is None or b is None:
+        return "n/a"
+    if not differs(a, b, n_a, n_b):
+        return "no difference at 95%"
+    return "higher" if a > b else "lower"
 
 
 def _num(v: Any, fmt: str = "{:,.0f}") -> str:
@@ -50,14 +68,17 @@ def _protocol_line(ev: dict[str, Any]) -> str:
 
 def _accuracy_table(r: RunRecord) -> Table:
     ev = r.evaluation
+    n = ev.get("n")
     per_attack = r.attack_accuracy()
     header = ["eps", "clean", *per_attack, "worst case"]
     rows = []
     for i, eps in enumerate(ev.get("eps", [])):
-        rows.append([f"{eps:g}", _pct(ev.get("clean_accuracy")),
-                     *[_pct(v[i] if i < len(v) else None) for v in per_attack.values()],
-                     _pct(ev["robust_accuracy"][i])])
-    caption = "accuracy in % (per attack: its own robust accuracy where every point was attacked, else cumulative)"
+        rows.append([f"{eps:g}", _pct_ci(ev.get("clean_accuracy"), n),
+                     *[_pct_ci(v[i] if i < len(v) else None, n) for v in per_attack.values()],
+                     _pct_ci(ev["robust_accuracy"][i], n)])
+    caption = ("accuracy in % with its 95% Wilson interval on the n test images (per attack: its own robust "
+               "accuracy where every point was attacked, else cumulative; worst case: the share of images robust "
+               "to every attack)")
     return Table(header, rows, caption=caption)
 
 
@@ -90,8 +111,10 @@ def run_document(r: RunRecord, out_dir: Path) -> Document:
         _accuracy_table(r),
     )
     if ev.get("randomized"):
-        doc.add(Paragraph(f"Clean accuracy: {_pct(ev.get('clean_accuracy'))}% with m={ev.get('m')} draws, "
-                          f"{_pct(ev.get('clean_accuracy_single'))}% with a single draw."))
+        n = ev.get("n")
+        doc.add(Paragraph(f"Clean accuracy (%, 95% interval): {_pct_ci(ev.get('clean_accuracy'), n)} with "
+                          f"m={ev.get('m')} draws, {_pct_ci(ev.get('clean_accuracy_single'), n)} with a single "
+                          "draw."))
     doc.add(Heading("Masking checks"), _flags(ev))
     eps = ev.get("eps", [])
     if len(eps) > 1:
@@ -164,16 +187,24 @@ def comparison_document(runs: Sequence[RunRecord], out_dir: Path) -> Document:
     attacks: list[str] = []
     for r in runs:
         attacks += [a for a in r.attack_accuracy() if a not in attacks]
-    header = ["run", "recipe", "eps", "clean", *attacks, "worst case", "train wall s", "fb passes", "m", "k"]
+    base = runs[0].evaluation
+    base_by_eps = dict(zip(base.get("eps", []), base.get("robust_accuracy", []), strict=False))
+    header = ["run", "recipe", "eps", "clean", *attacks, "worst case", f"worst case vs {runs[0].name}",
+              "train wall s", "fb passes", "m", "k"]
     rows = []
     for r in runs:
         ev, tr, acc = r.evaluation, r.training, r.attack_accuracy()
+        n = ev.get("n")
         for i, eps in enumerate(ev.get("eps", [])):
-            rows.append([r.name, tr.get("recipe", {}).get("name", "?"), f"{eps:g}", _pct(ev.get("clean_accuracy")),
-                         *[_pct(acc[a][i]) if a in acc else "-" for a in attacks], _pct(ev["robust_accuracy"][i]),
+            worst = ev["robust_accuracy"][i]
+            versus = "-" if r is runs[0] else _versus(worst, base_by_eps.get(eps), int(n or 0), int(base.get("n") or 0))
+            rows.append([r.name, tr.get("recipe", {}).get("name", "?"), f"{eps:g}",
+                         _pct_ci(ev.get("clean_accuracy"), n),
+                         *[_pct_ci(acc[a][i], n) if a in acc else "-" for a in attacks], _pct_ci(worst, n), versus,
                          _num(tr.get("wall_s"), "{:,.1f}"), _num(tr.get("fb_passes")), str(ev.get("m")),
                          str(ev.get("k"))])
-    doc.add(Table(header, rows, caption="accuracy in %"))
+    doc.add(Table(header, rows, caption="accuracy in % with its 95% Wilson interval; a run is called higher or lower "
+                                        f"than {runs[0].name} only when the two intervals do not overlap"))
     if len(eps_sets) > 1:
         doc.add(Paragraph("Note: the runs were evaluated at different epsilons."))
     datasets = {r.results.get("dataset", {}).get("source") for r in runs}
