@@ -24,6 +24,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from gradguard.atomic import atomic_write_bytes
+from gradguard.errors import UserError
 
 __all__ = [
     "CheckpointError",
@@ -42,7 +43,7 @@ CHECKPOINT_FORMAT = "gradguard-checkpoint/1"
 MODEL_FORMAT = "gradguard-model/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint or model file that cannot be read safely; the message names the file."""
 
 

@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from gradguard.errors import EXIT_USER_ERROR, UserError
+
 # Subcommand name -> module in gradguard.commands. Each module defines
 #   add_arguments(parser: argparse.ArgumentParser) -> None, HELP: str, EPILOG: str (examples), run(args) -> int
 SUBCOMMANDS = {
@@ -50,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
+    except UserError as err:  # one line, no traceback: the message names what is wrong (docs/training.md)
+        print(f"gradguard {args.command}: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

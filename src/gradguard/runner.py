@@ -17,13 +17,14 @@ import torch
 
 from gradguard.atomic import atomic_write_text
 from gradguard.config import ConfigError, ExperimentConfig, dump_config, load_config
+from gradguard.errors import UserError
 from gradguard.report.files import write_json_atomic
 from gradguard.report.records import RESULTS_SCHEMA
 
 __all__ = ["run_experiment", "RunExistsError"]
 
 
-class RunExistsError(FileExistsError):
+class RunExistsError(UserError, FileExistsError):
     pass
 
 

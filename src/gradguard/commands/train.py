@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gradguard.checkpoint import CheckpointError
     from gradguard.config import ConfigError, load_config
+    from gradguard.errors import EXIT_USER_ERROR
     from gradguard.training import NonFiniteLossError, train
 
     try:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         summary = train(cfg, run_dir, resume=bool(args.resume))
     except (ConfigError, CheckpointError, FileExistsError, FileNotFoundError) as e:
         print(f"gradguard train: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     except NonFiniteLossError as e:
         print(f"gradguard train: {e}", file=sys.stderr)
         return 3

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from gradguard.errors import UserError
+
 __all__ = ["DatasetError", "DatasetNotFoundError", "ChecksumError"]
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A dataset file is missing, malformed or fails verification.
 
     ``path`` is the file or folder at fault (also named in the message) so that callers and the CLI can point at it.
