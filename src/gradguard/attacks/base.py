@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from gradguard.gradients import Model, forward_scores, input_gradient
+from gradguard.inputs import check_attack_inputs, check_eps, check_label_range, explain_index_error
 from gradguard.layout import channels_last_layout, wants_channels_last
 from gradguard.losses import LossFn, success
 from gradguard.threat import ThreatModel, threat_model
@@ -107,6 +108,7 @@ class Attack:
     ) -> None:
         if int(eot) < 1:
             raise ValueError(f"eot must be >= 1, got {eot}")
+        check_eps(eps)  # PGD(eps="0.3") is a mistake, not a radius
         self.norm = norm
         self.eps = None if eps is None else float(eps)
         if self.eps is not None:
@@ -138,8 +140,7 @@ class Attack:
         """Adversarial examples for `x` (labels `y`), within this attack's ball and the [0, 1] box."""
         if self.targeted and target is None and not self._picks_targets():
             raise ValueError(f"{type(self).__name__}(targeted=True) needs target= (a class per sample)")
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+        check_attack_inputs(x, y, self.eps, target=target, model=model)  # float, finite, [0, 1], labels: first
         t0 = time.perf_counter()
         self._start(x.device)
         start_state = self._gen.get_state()  # type: ignore[union-attr]  # a passed-in generator is advanced
@@ -167,6 +168,9 @@ class Attack:
                     self._start(x.device)
                     self._gen.set_state(start_state)  # type: ignore[union-attr]
                     x_adv = self._perturb(model, x, y, target)
+        except (IndexError, RuntimeError) as exc:
+            explain_index_error(model, x, y, exc)  # a label >= the model's outputs, said as such
+            raise
         finally:
             self._gen = None
             self.last_wall_s = time.perf_counter() - t0
@@ -265,6 +269,7 @@ class Attack:
 
     def _success(self, scores: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         """Untargeted: prediction left `y`; targeted (user-given `target`): prediction reached it."""
+        check_label_range(y, scores.shape[-1])  # a label >= n_classes would make every point look fooled
         return success(scores, y, target if self.targeted else None)
 
     def _trusts_clean_check(self) -> bool:
