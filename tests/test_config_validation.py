@@ -142,3 +142,20 @@ def test_missing_cuda_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "gradguard train: train.device = 'cuda' but CUDA is not available on this machine"
+
+
+def test_settings_problems_are_reported_with_field_errors() -> None:
+    """pydantic skips after-validators when a field is invalid; these checks still run on the raw dict."""
+    with pytest.raises(ConfigError) as e:
+        parse_config({"train": {"epochs": float("inf")}, "model": {"args": {"drop": float("nan"), "dropp": 1}},
+                      "data": {"val_size": 70000}}, "x.toml")
+    for fragment in ("train.epochs", "model.args.drop: must be a finite", "takes no argument(s) ['dropp']",
+                     "data.val_size: must be smaller"):
+        assert fragment in str(e.value), str(e.value)
+
+
+def test_no_duplicate_or_spurious_lines_for_an_unknown_dataset_or_model() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config({"data": {"dataset": "imagenet"}, "model": {"name": "nosuch", "args": {"x": 1}}}, "x.toml")
+    lines = str(e.value).splitlines()
+    assert len(lines) == 2 and len(set(lines)) == 2, lines

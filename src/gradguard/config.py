@@ -186,21 +186,37 @@ def _check_recipe_args(recipe: str, args: dict[str, Any]) -> list[str]:
 
 
 def _check_model_and_data(cfg: ExperimentConfig) -> list[str]:
+    return _settings_problems(cfg.model_dump(), cfg.train.recipe_args)
+
+
+def _settings_problems(raw: dict[str, Any], recipe_args: Any) -> list[str]:
     """Settings tables checked against the code that will use them (the zoo builder's signature, the
-    randomization kind's settings) and the dataset's known training-set size."""
-    m = cfg.model
-    problems = (checks.non_finite_numbers(m.args, "model.args")
-                + checks.non_finite_numbers(m.randomization_args, "model.randomization_args")
-                + checks.non_finite_numbers(cfg.train.recipe_args, "train.recipe_args"))
+    randomization kind's settings) and the dataset's known training-set size. Works on the plain dict too (raw
+    TOML, with defaults filled here), so these problems are reported along with field errors; a check whose
+    inputs are themselves invalid is skipped (the field error already says so)."""
+    def section(name: str) -> dict[str, Any]:
+        value = raw.get(name) if isinstance(raw, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    model, data = section("model"), section("data")
+    name, args = model.get("name", "smallcnn"), model.get("args", {})
+    kind, kind_args = model.get("randomization", "none"), model.get("randomization_args", {})
+    dataset, val_size = data.get("dataset", "mnist"), data.get("val_size", 1000)
+    problems: list[str] = []
+    tables = {"model.args": args, "model.randomization_args": kind_args, "train.recipe_args": recipe_args}
+    for key, table in tables.items():
+        problems += checks.non_finite_numbers(table, key)
     for key, check in (
-        ("model.args", lambda: checks.check_model_args(m.name, m.args)),
-        ("model.randomization_args", lambda: checks.check_randomization_args(m.randomization, m.randomization_args)),
-        ("data.val_size", lambda: checks.check_val_size(cfg.data.val_size, cfg.data.dataset)),
+        ("model.args", lambda: checks.check_model_args(name, args)),
+        ("model.randomization_args", lambda: checks.check_randomization_args(kind, kind_args)),
+        ("data.val_size", lambda: checks.check_val_size(val_size, dataset)),
     ):
         try:
             check()
         except ValueError as e:
             problems.append(f"{key}: {e}")
+        except (TypeError, KeyError, AttributeError):  # e.g. an unknown model name: its own field error says so
+            pass
     return problems
 
 
@@ -209,7 +225,7 @@ def _early_cross_checks(data: dict[str, Any]) -> list[str]:
     after-validators when a field is invalid)."""
     train = data.get("train") if isinstance(data, dict) else None
     if not isinstance(train, dict):
-        return []
+        return _settings_problems(data, {})
     out: list[str] = []
     eps, norm = train.get("eps"), train.get("norm", "linf")
     if isinstance(eps, (int, float)) and not isinstance(eps, bool) and norm == "linf" and eps > 1:
@@ -217,7 +233,7 @@ def _early_cross_checks(data: dict[str, Any]) -> list[str]:
     recipe, args = train.get("recipe", "standard"), train.get("recipe_args", {})
     if isinstance(recipe, str) and isinstance(args, dict):
         out += _check_recipe_args(recipe, args)
-    return out
+    return out + _settings_problems(data, args)
 
 
 def _format_error(err: Any, prefix: str = "") -> str:

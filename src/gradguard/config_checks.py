@@ -154,7 +154,10 @@ def check_val_size(val_size: int, dataset: str) -> None:
     """The validation subset is carved out of the training split: it must leave at least one training image."""
     from gradguard.data.specs import get_spec
 
-    train_size = get_spec(dataset).train_size
+    try:
+        train_size = get_spec(dataset).train_size
+    except ValueError:  # an unknown dataset is data.dataset's error, not this one
+        return
     if val_size >= train_size:
         raise ValueError(f"must be smaller than the {train_size} training images of {dataset} (got {val_size})")
 
