@@ -13,6 +13,7 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +43,15 @@ class ConfigError(UserError, ValueError):
     """An invalid experiment config; the message names the file (if any) and every bad key."""
 
 
+def _passes(check: Callable[[Any], None]) -> Callable[[Any], Any]:
+    """A pydantic field validator from a check that raises ValueError (its message follows the key)."""
+    def validate(value: Any) -> Any:
+        check(value)
+        return value
+
+    return validate
+
+
 class _Strict(BaseModel):
     # allow_inf_nan=False: `epochs = inf` or `lr = nan` is a typo, never a setting
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
@@ -59,7 +69,7 @@ class DataConfig(_Strict):
     crop_padding: int = Field(4, ge=0)
     flip: bool = True
 
-    _dataset_known = field_validator("dataset")(lambda v: checks.check_dataset(v) or v)
+    _dataset_known = field_validator("dataset")(_passes(checks.check_dataset))
 
 
 class ModelConfig(_Strict):
@@ -68,8 +78,8 @@ class ModelConfig(_Strict):
     randomization: str = "none"  # "none", "noise", "pni", "bayes", "resize-pad", "dropout"
     randomization_args: dict[str, Any] = Field(default_factory=dict)
 
-    _name_known = field_validator("name")(lambda v: checks.check_model_name(v) or v)
-    _randomization_known = field_validator("randomization")(lambda v: checks.check_randomization(v) or v)
+    _name_known = field_validator("name")(_passes(checks.check_model_name))
+    _randomization_known = field_validator("randomization")(_passes(checks.check_randomization))
 
 
 Schedule = Literal["constant", "piecewise", "cosine", "onecycle"]
@@ -111,8 +121,8 @@ class TrainConfig(_Strict):
     progress: bool = True  # tqdm bars
     tensorboard: bool = True  # write TensorBoard events when the package is installed
 
-    _device_known = field_validator("device")(lambda v: checks.check_device(v) or v)
-    _threads_fit = field_validator("threads")(lambda v: checks.check_threads(v) or v)
+    _device_known = field_validator("device")(_passes(checks.check_device))
+    _threads_fit = field_validator("threads")(_passes(checks.check_threads))
 
 
 class EvalConfig(_Strict):
@@ -127,7 +137,7 @@ class EvalConfig(_Strict):
     batch_size: int = Field(500, ge=1)
     quick: bool = False
 
-    _suite_known = field_validator("suite")(lambda v: checks.check_suite(v) or v)
+    _suite_known = field_validator("suite")(_passes(checks.check_suite))
 
 
 class ExperimentConfig(_Strict):
@@ -138,7 +148,7 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
-    _name_safe = field_validator("name")(lambda v: checks.check_run_name(v) or v)
+    _name_safe = field_validator("name")(_passes(checks.check_run_name))
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
@@ -160,7 +170,7 @@ class ExperimentConfig(_Strict):
         if not all(0 < b < 1 for b in t.betas):
             problems.append(f"train.betas: each must be in (0, 1) (got {list(t.betas)})")
         problems += _check_recipe_args(t.recipe, t.recipe_args)
-        problems += _check_model_and_data(self)
+        problems += _settings_problems(self.model_dump(), t.recipe_args)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -183,10 +193,6 @@ def _check_recipe_args(recipe: str, args: dict[str, Any]) -> list[str]:
     except ValidationError as e:
         return [_format_error(err, prefix="train.recipe_args") for err in e.errors()]
     return []
-
-
-def _check_model_and_data(cfg: ExperimentConfig) -> list[str]:
-    return _settings_problems(cfg.model_dump(), cfg.train.recipe_args)
 
 
 def _settings_problems(raw: dict[str, Any], recipe_args: Any) -> list[str]:
