@@ -104,8 +104,11 @@ def explain_index_error(model: Any, x: Tensor, y: Tensor, exc: BaseException) ->
         return
     from gradguard.attacks.base import eval_mode  # the attack's own context: eval mode, frozen parameters
 
-    with eval_mode(model), torch.no_grad():
-        n_classes = int(model(x[:1]).shape[-1])
+    try:
+        with eval_mode(model), torch.no_grad():
+            n_classes = int(model(x[:1]).shape[-1])
+    except Exception:  # the diagnosis failed too: let the original error speak
+        return
     try:
         check_label_range(y, n_classes)
     except ValueError as err:
