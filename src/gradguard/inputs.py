@@ -60,11 +60,13 @@ def check_labels(y: Any, name: str = "labels") -> None:
         raise ValueError(f"{name} must be class indices >= 0, got {int(y.min())}")
 
 
-def check_label_range(y: Tensor, n_classes: int, name: str = "labels") -> None:
-    """Labels below the model's number of outputs (known once a forward pass has run)."""
-    if y.numel() and int(y.max()) >= n_classes:
+def check_label_range(y: Tensor | int, n_classes: int, name: str = "labels") -> None:
+    """Labels below the model's number of outputs (known once a forward pass has run). `y` may be the labels or
+    their maximum as an int (what `check_attack_inputs` returns), which costs no device synchronization."""
+    top = y if isinstance(y, int) else int(y.max()) if y.numel() else -1
+    if top >= n_classes:
         raise ValueError(f"{name} must be class indices in [0, {n_classes}) for a model with {n_classes} outputs, "
-                         f"got {int(y.max())}")
+                         f"got {top}")
 
 
 def _check_model_dtype(x: Tensor, model: Any) -> None:
@@ -77,9 +79,10 @@ def _check_model_dtype(x: Tensor, model: Any) -> None:
         raise TypeError(f"images are {x.dtype} but the model's parameters are {dtype}: convert with x.to({dtype})")
 
 
-def check_attack_inputs(x: Any, y: Any, eps: Any = None, *, target: Any = None, model: Any = None) -> None:
+def check_attack_inputs(x: Any, y: Any, eps: Any = None, *, target: Any = None, model: Any = None) -> int:
     """Everything about (x, y, eps, target) that can be checked without running the model; raises TypeError or
-    ValueError naming the argument and what was expected. `eps` may be None, a number or a list of numbers."""
+    ValueError naming the argument and what was expected. `eps` may be None, a number or a list of numbers.
+    Returns the largest label (-1 for none), for `check_label_range` once the model's output size is known."""
     _check_images(x)
     _check_model_dtype(x, model)
     check_labels(y)
@@ -92,6 +95,7 @@ def check_attack_inputs(x: Any, y: Any, eps: Any = None, *, target: Any = None, 
             check_eps(e, f"eps[{i}]")
     else:
         check_eps(eps)
+    return int(y.max()) if y.numel() else -1
 
 
 def explain_index_error(model: Any, x: Tensor, y: Tensor, exc: BaseException) -> None:

@@ -140,7 +140,7 @@ class Attack:
         """Adversarial examples for `x` (labels `y`), within this attack's ball and the [0, 1] box."""
         if self.targeted and target is None and not self._picks_targets():
             raise ValueError(f"{type(self).__name__}(targeted=True) needs target= (a class per sample)")
-        check_attack_inputs(x, y, self.eps, target=target, model=model)  # float, finite, [0, 1], labels: first
+        self._label_max = check_attack_inputs(x, y, self.eps, target=target, model=model)  # before any work
         t0 = time.perf_counter()
         self._start(x.device)
         start_state = self._gen.get_state()  # type: ignore[union-attr]  # a passed-in generator is advanced
@@ -269,7 +269,8 @@ class Attack:
 
     def _success(self, scores: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         """Untargeted: prediction left `y`; targeted (user-given `target`): prediction reached it."""
-        check_label_range(y, scores.shape[-1])  # a label >= n_classes would make every point look fooled
+        # a label >= n_classes would make every point look fooled (an int compare: no device sync per step)
+        check_label_range(getattr(self, "_label_max", y), scores.shape[-1])
         return success(scores, y, target if self.targeted else None)
 
     def _trusts_clean_check(self) -> bool:
