@@ -68,7 +68,7 @@ def test_defaults_are_valid_and_complete() -> None:
         ({"train": {"momentum": 1.0}}, "train.momentum"),
         ({"train": {"milestones": [0.75, 0.5]}}, "train.milestones"),
         ({"eval": {"eps": [0.3, 1.5]}}, "eval.eps[1]: must be <= 1"),
-        ({"eval": {"eps": [-0.1]}}, "eval.eps[0]: must be >= 0"),
+        ({"eval": {"eps": [-0.1]}}, "eval.eps[0]: must be > 0"),
         ({"eval": {"m": 0}}, "eval.m"),
         ({"data": {"val_size": -1}}, "data.val_size"),
         ({"seed": -3}, "seed"),

@@ -227,7 +227,9 @@ def test_cache_write_is_atomic(tmp_path: Path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         cache_mod.write("digits", split_digits(*read_digits(digits_csv_path())), {"source": "x"})
     assert cache_mod.read_meta("digits") == before  # the old entry survives whole
-    assert sorted(p.name for p in (tmp_path / "cache" / "datasets").iterdir()) == ["digits"]
+    # nothing left but the entry (a link) and the one version folder it names
+    datasets = tmp_path / "cache" / "datasets"
+    assert sorted(p.name for p in datasets.iterdir()) == sorted(["digits", os.readlink(datasets / "digits")])
 
 
 def test_cache_entry_gets_umask_permissions(tmp_path: Path):

@@ -96,7 +96,7 @@ def test_comparison_report_and_cli(finished_run, tmp_path):
 def test_report_of_unfinished_run_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="results.json"):
         load_run(tmp_path)
-    assert main(["report", str(tmp_path)]) == 2
+    assert main(["report", str(tmp_path)]) == 1
 
 
 @pytest.mark.slow
@@ -133,7 +133,7 @@ def test_resume_of_a_finished_run_refuses_a_different_training_config(tmp_path):
     other = parse_config({**own.model_dump(mode="json"), "train": {**own.train.model_dump(mode="json"), "lr": 0.5}})
     with pytest.raises(ConfigError, match=r"train\.lr"):
         run_experiment(other, run_dir=out, resume=True)
-    assert main(["run", str(tmp_path / "tiny.toml"), "--set", "model.name=smallcnn", "--resume", str(out)]) == 2
+    assert main(["run", str(tmp_path / "tiny.toml"), "--set", "model.name=smallcnn", "--resume", str(out)]) == 1
 
 
 def load_config_text(tmp_path, text):

@@ -293,14 +293,14 @@ def test_cli_train_overrides_and_errors(tmp_path: Path, capsys: pytest.CaptureFi
 
     cfg_file = tmp_path / "c.toml"
     cfg_file.write_text(dump_config(parse_config(digits_config())))
-    assert main(["train", str(cfg_file), "--set", "train.eps=3", "--out", str(tmp_path / "x")]) == 2
+    assert main(["train", str(cfg_file), "--set", "train.eps=3", "--out", str(tmp_path / "x")]) == 1
     assert "train.eps: must be <= 1" in capsys.readouterr().err
     assert main(["train", str(cfg_file), "--set", "train.lr=0.02", "--set", "train.recipe=fast_at",
                  "--out", str(tmp_path / "r")]) == 0
     saved = load_config(tmp_path / "r" / "config.toml")
     assert saved.train.lr == 0.02 and saved.train.recipe == "fast_at"
     assert '"val_robust_acc"' in capsys.readouterr().out
-    assert main(["train", str(cfg_file), "--out", str(tmp_path / "r")]) == 2  # refuses to overwrite
+    assert main(["train", str(cfg_file), "--out", str(tmp_path / "r")]) == 1  # refuses to overwrite
     assert "already holds a run" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "r")]) == 0
 

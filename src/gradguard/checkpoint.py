@@ -263,6 +263,30 @@ def network_from_info(info: Mapping[str, Any]) -> nn.Module:
     return model
 
 
+_MODEL_META_TYPES = {"model": str, "dataset": str, "model_args": dict, "randomization": str,
+                     "randomization_args": dict}
+
+
+def _model_meta(text: str, file: Path) -> dict[str, Any]:
+    """An exported model's JSON record, checked for what `network_from_info` reads: crafted or damaged metadata
+    is a CheckpointError naming the file and the field, not a KeyError or TypeError deep in a builder."""
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{file}: corrupt gradguard metadata ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{file}: gradguard metadata must be a JSON object (got {type(meta).__name__})")
+    if meta.get("format") != MODEL_FORMAT:
+        raise CheckpointError(f"{file} is a {meta.get('format')!r} file, not an exported model ({MODEL_FORMAT})")
+    for key, kind in _MODEL_META_TYPES.items():
+        if key in ("model", "dataset") and key not in meta:
+            raise CheckpointError(f"{file}: gradguard metadata lacks {key!r}")
+        if key in meta and not isinstance(meta[key], kind):
+            raise CheckpointError(f"{file}: gradguard metadata field {key!r} must be a JSON "
+                                  f"{'object' if kind is dict else 'string'} (got {meta[key]!r})")
+    return meta
+
+
 def _model_file(path: Path) -> Path:
     if path.is_dir():
         return path / "model.safetensors"
@@ -281,19 +305,12 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cp
     if _META_KEY not in header_meta:
         raise CheckpointError(f"{file} has no gradguard model metadata")
     _verify(tensors, header_meta, file)
-    try:
-        meta = json.loads(header_meta[_META_KEY])
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{file}: corrupt gradguard metadata ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-        kind = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise CheckpointError(f"{file} is a {kind!r} file, not an exported model ({MODEL_FORMAT})")
+    meta = _model_meta(header_meta[_META_KEY], file)
     try:
         model = network_from_info(meta)
-    except (KeyError, TypeError, ValueError) as e:  # hand-made metadata: a missing, mistyped or unknown field
-        raise CheckpointError(f"{file}: its metadata does not describe a zoo network ({type(e).__name__}: {e}); "
-                              "expected the 'model', 'dataset', 'model_args' and 'randomization' that save_model "
-                              "writes") from None
+    except (KeyError, TypeError, ValueError) as e:  # unknown zoo name, dataset or randomization; bad arguments
+        raise CheckpointError(f"{file}: its metadata describes a network that cannot be built "
+                              f"({type(e).__name__}: {e})") from None
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

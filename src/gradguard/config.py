@@ -13,12 +13,15 @@ import math
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gradguard import config_checks as checks
 from gradguard.atomic import atomic_write_text
+from gradguard.errors import UserError
 
 __all__ = [
     "ConfigError",
@@ -36,12 +39,22 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An invalid experiment config; the message names the file (if any) and every bad key."""
 
 
+def _passes(check: Callable[[Any], None]) -> Callable[[Any], Any]:
+    """A pydantic field validator from a check that raises ValueError (its message follows the key)."""
+    def validate(value: Any) -> Any:
+        check(value)
+        return value
+
+    return validate
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `epochs = inf` or `lr = nan` is a typo, never a setting
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -56,12 +69,17 @@ class DataConfig(_Strict):
     crop_padding: int = Field(4, ge=0)
     flip: bool = True
 
+    _dataset_known = field_validator("dataset")(_passes(checks.check_dataset))
+
 
 class ModelConfig(_Strict):
     name: str = "smallcnn"
     args: dict[str, Any] = Field(default_factory=dict)  # extra keyword arguments for build_model
     randomization: str = "none"  # "none", "noise", "pni", "bayes", "resize-pad", "dropout"
     randomization_args: dict[str, Any] = Field(default_factory=dict)
+
+    _name_known = field_validator("name")(_passes(checks.check_model_name))
+    _randomization_known = field_validator("randomization")(_passes(checks.check_randomization))
 
 
 Schedule = Literal["constant", "piecewise", "cosine", "onecycle"]
@@ -107,6 +125,9 @@ class TrainConfig(_Strict):
     progress: bool = True  # tqdm bars
     tensorboard: bool = True  # write TensorBoard events when the package is installed
 
+    _device_known = field_validator("device")(_passes(checks.check_device))
+    _threads_fit = field_validator("threads")(_passes(checks.check_threads))
+
 
 class EvalConfig(_Strict):
     """Final evaluation, run by `gradguard run` after training (see gradguard.evaluation)."""
@@ -120,14 +141,18 @@ class EvalConfig(_Strict):
     batch_size: int = Field(500, ge=1)
     quick: bool = False
 
+    _suite_known = field_validator("suite")(_passes(checks.check_suite))
+
 
 class ExperimentConfig(_Strict):
-    name: str = "experiment"
-    seed: int = Field(0, ge=0)
+    name: str = "experiment"  # the run folder's name under runs/: one plain path component
+    seed: int = Field(0, ge=0, le=checks.SEED_MAX)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    _name_safe = field_validator("name")(_passes(checks.check_run_name))
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
@@ -139,8 +164,8 @@ class ExperimentConfig(_Strict):
                     problems.append(f"{key}: must be <= 1 for norm 'linf' (got {value:g})")
         eval_norm = self.eval.norm or t.norm
         for i, value in enumerate(self.eval.eps):
-            if value < 0:
-                problems.append(f"eval.eps[{i}]: must be >= 0 (got {value:g})")
+            if value <= 0:
+                problems.append(f"eval.eps[{i}]: must be > 0 (got {value:g}); clean accuracy is always reported")
             elif eval_norm == "linf" and value > 1:
                 problems.append(f"eval.eps[{i}]: must be <= 1 for norm 'linf' (got {value:g})")
         if sorted(t.milestones) != list(t.milestones) or any(not 0 < m < 1 for m in t.milestones):
@@ -149,6 +174,7 @@ class ExperimentConfig(_Strict):
         if not all(0 < b < 1 for b in t.betas):
             problems.append(f"train.betas: each must be in (0, 1) (got {list(t.betas)})")
         problems += _check_recipe_args(t.recipe, t.recipe_args)
+        problems += _settings_problems(self.model_dump(), t.recipe_args)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -173,12 +199,43 @@ def _check_recipe_args(recipe: str, args: dict[str, Any]) -> list[str]:
     return []
 
 
+def _settings_problems(raw: dict[str, Any], recipe_args: Any) -> list[str]:
+    """Settings tables checked against the code that will use them (the zoo builder's signature, the
+    randomization kind's settings) and the dataset's known training-set size. Works on the plain dict too (raw
+    TOML, with defaults filled here), so these problems are reported along with field errors; a check whose
+    inputs are themselves invalid is skipped (the field error already says so)."""
+    def section(name: str) -> dict[str, Any]:
+        value = raw.get(name) if isinstance(raw, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    model, data = section("model"), section("data")
+    name, args = model.get("name", "smallcnn"), model.get("args", {})
+    kind, kind_args = model.get("randomization", "none"), model.get("randomization_args", {})
+    dataset, val_size = data.get("dataset", "mnist"), data.get("val_size", 1000)
+    problems: list[str] = []
+    tables = {"model.args": args, "model.randomization_args": kind_args, "train.recipe_args": recipe_args}
+    for key, table in tables.items():
+        problems += checks.non_finite_numbers(table, key)
+    for key, check in (
+        ("model.args", lambda: checks.check_model_args(name, args)),
+        ("model.randomization_args", lambda: checks.check_randomization_args(kind, kind_args)),
+        ("data.val_size", lambda: checks.check_val_size(val_size, dataset)),
+    ):
+        try:
+            check()
+        except ValueError as e:
+            problems.append(f"{key}: {e}")
+        except (TypeError, KeyError, AttributeError):  # e.g. an unknown model name: its own field error says so
+            pass
+    return problems
+
+
 def _early_cross_checks(data: dict[str, Any]) -> list[str]:
     """Cross-field checks on the raw dict, so they are reported together with field errors (pydantic skips its
     after-validators when a field is invalid)."""
     train = data.get("train") if isinstance(data, dict) else None
     if not isinstance(train, dict):
-        return []
+        return _settings_problems(data, {})
     out: list[str] = []
     eps, norm = train.get("eps"), train.get("norm", "linf")
     if isinstance(eps, (int, float)) and not isinstance(eps, bool) and norm == "linf" and eps > 1:
@@ -186,11 +243,11 @@ def _early_cross_checks(data: dict[str, Any]) -> list[str]:
     recipe, args = train.get("recipe", "standard"), train.get("recipe_args", {})
     if isinstance(recipe, str) and isinstance(args, dict):
         out += _check_recipe_args(recipe, args)
-    return out
+    return out + _settings_problems(data, args)
 
 
 def _format_error(err: Any, prefix: str = "") -> str:
-    loc = ".".join(str(p) for p in err.get("loc", ()))
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.get("loc", ())).lstrip(".")
     key = ".".join(p for p in (prefix, loc) if p)
     msg = str(err.get("msg", "invalid"))
     if msg.startswith("Value error, "):
@@ -208,13 +265,14 @@ def format_validation_error(e: ValidationError) -> str:
 
 
 def parse_config(data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
-    """Validate a plain dict (as read from TOML) into an ExperimentConfig, or raise ConfigError."""
+    """Validate a plain dict (as read from TOML) into an ExperimentConfig, or raise ConfigError: one line per
+    problem, each ``SOURCE: key: what is wrong (got value)``."""
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as e:
         lines = format_validation_error(e).splitlines()
         lines += [line for line in _early_cross_checks(data) if line not in lines]
-        raise ConfigError(f"invalid config {source}:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError("\n".join(f"{source}: {line}" for line in lines)) from None
 
 
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
@@ -254,6 +312,9 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config {path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                          "TOML files must be saved as UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -17,6 +17,7 @@ import torch
 
 from gradguard.atomic import atomic_write_text
 from gradguard.config import ConfigError, ExperimentConfig, dump_config, load_config
+from gradguard.errors import UserError
 from gradguard.report.files import write_json_atomic
 from gradguard.report.records import RESULTS_SCHEMA
 from gradguard.runlock import hold_run_dir, run_dir_is_empty
@@ -24,7 +25,7 @@ from gradguard.runlock import hold_run_dir, run_dir_is_empty
 __all__ = ["run_experiment", "RunExistsError"]
 
 
-class RunExistsError(FileExistsError):
+class RunExistsError(UserError, FileExistsError):
     pass
 
 

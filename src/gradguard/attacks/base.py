@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from gradguard.gradients import Model, forward_scores, input_gradient
+from gradguard.inputs import check_attack_inputs, check_eps, check_label_range, explain_index_error
 from gradguard.layout import channels_last_input, is_layout_error, wants_channels_last
 from gradguard.losses import LossFn, success
 from gradguard.threat import Norm, ThreatModel, normalize_norm, threat_model
@@ -107,6 +108,7 @@ class Attack:
     ) -> None:
         if int(eot) < 1:
             raise ValueError(f"eot must be >= 1, got {eot}")
+        check_eps(eps)  # PGD(eps="0.3") is a mistake, not a radius
         self.norm = norm  # type: ignore[assignment]  # the setter normalises the spelling
         self.eps = None if eps is None else float(eps)
         if self.eps is not None:
@@ -152,8 +154,7 @@ class Attack:
         """Adversarial examples for `x` (labels `y`), within this attack's ball and the [0, 1] box."""
         if self.targeted and target is None and not self._picks_targets():
             raise ValueError(f"{type(self).__name__}(targeted=True) needs target= (a class per sample)")
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+        self._label_max = check_attack_inputs(x, y, self.eps, target=target, model=model)  # before any work
         t0 = time.perf_counter()
         self._start(x.device)
         start_state = self._gen.get_state()  # type: ignore[union-attr]  # a passed-in generator is advanced
@@ -181,6 +182,9 @@ class Attack:
                     self._start(x.device)
                     self._gen.set_state(start_state)  # type: ignore[union-attr]
                     x_adv = self._perturb(model, x, y, target)
+        except (IndexError, RuntimeError) as exc:
+            explain_index_error(model, x, y, exc)  # a label >= the model's outputs, said as such
+            raise
         finally:
             self._gen = None
             self._channels_last = False
@@ -286,6 +290,8 @@ class Attack:
 
     def _success(self, scores: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         """Untargeted: prediction left `y`; targeted (user-given `target`): prediction reached it."""
+        # a label >= n_classes would make every point look fooled (an int compare: no device sync per step)
+        check_label_range(getattr(self, "_label_max", y), scores.shape[-1])
         return success(scores, y, target if self.targeted else None)
 
     def _trusts_clean_check(self) -> bool:

@@ -29,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
             page = write_comparison(args.run_dirs, out)
     except (FileNotFoundError, ValueError) as err:
         print(f"gradguard report: {err}", file=sys.stderr)
-        return 2
+        return 1
     print(page)
     return 0

@@ -26,15 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gradguard.config import ConfigError
-    from gradguard.runner import RunExistsError, run_experiment
+    from gradguard.runner import run_experiment
 
-    try:
+    try:  # a UserError (bad config, data, run folder) reaches gradguard.cli: one line, exit status 1
         out = run_experiment(args.config, overrides=args.overrides, run_dir=args.resume or args.out,
                              resume=bool(args.resume))
-    except (ConfigError, RunExistsError, FileNotFoundError) as err:
-        print(f"gradguard run: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         target = args.resume or args.out or "runs/<name>"
         print(f"gradguard run: interrupted; continue with: gradguard run {args.config} --resume {target}",

@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gradguard.config import ConfigError, load_config
+    from gradguard.errors import EXIT_USER_ERROR
     from gradguard.training import train
 
     try:
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         summary = train(cfg, run_dir, resume=bool(args.resume))
     except (ConfigError, FileExistsError, FileNotFoundError) as e:
         print(f"gradguard train: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     # a damaged checkpoint, a refused resume, a locked folder, a dataset problem (exit 1) or a NaN/inf (exit 3)
     # reach gradguard.cli.main, which prints every GradguardError on one line
     final = summary.get("final_val") or {}

@@ -1,13 +1,18 @@
 """The decoded-array cache: ``<cache>/datasets/<name>/{split}-images.npy, {split}-labels.npy, meta.json``.
 
 ``<cache>`` is ``$GRADGUARD_CACHE`` or ``~/.cache/gradguard``. Arrays are plain ``.npy`` (read with
-``allow_pickle=False``), so loading never unpickles. An entry is written into a temporary folder next to its final
-place and renamed into place only when complete, with ``meta.json`` written last: a crash leaves either the old
-entry or the new one, never half of one. Only verified data reaches :func:`write`.
+``allow_pickle=False``), so loading never unpickles. An entry is written into a version folder next to its final
+place (``.<name>.v-XXXX``, ``meta.json`` last) and published by renaming a symlink ``<name> -> .<name>.v-XXXX`` over
+the old one: one atomic step, so a crash leaves the old entry or the new one, and a reader running during a refresh
+sees one of them whole, never a missing or half-replaced folder. ``meta.json`` names its version folder, so a
+reader takes the arrays from the version whose metadata it read; superseded versions are removed after
+``_GRACE_S`` seconds (readers opening files later retry, a bounded number of times). Only verified data reaches
+:func:`write`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -25,6 +30,8 @@ from gradguard.data.errors import DatasetError
 __all__ = ["cache_root", "entry_dir", "write", "read_meta", "read_split", "array_digest", "split_intact", "remove"]
 
 FORMAT = 1
+_GRACE_S = 120.0  # a superseded version folder stays this long for readers that read its meta.json already
+_READ_TRIES = 3
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
@@ -49,7 +56,7 @@ def write(name: str, splits: Splits, meta: dict[str, Any]) -> Path:
     """Store verified arrays and their metadata atomically; returns the entry folder."""
     final = entry_dir(name)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_version_prefix(name), dir=final.parent))
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -63,7 +70,7 @@ def write(name: str, splits: Splits, meta: dict[str, Any]) -> Path:
                 "shape": list(images.shape[1:]),
                 "sha256": array_digest(images, labels),
             }
-        full = {"format": FORMAT, "name": name, **meta, "splits": split_meta}
+        full = {"format": FORMAT, "name": name, **meta, "splits": split_meta, "version": tmp.name}
         (tmp / "meta.json").write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
         _install(tmp, final)
     except BaseException:
@@ -72,7 +79,51 @@ def write(name: str, splits: Splits, meta: dict[str, Any]) -> Path:
     return final
 
 
-def _install(tmp: Path, final: Path) -> None:
+def _version_prefix(name: str) -> str:
+    return f".{name}.v-"
+
+
+def _install(version: Path, final: Path) -> None:
+    """Publish a finished version folder: one atomic rename of a symlink over `final` (old or new, never neither).
+
+    Where symlinks are unavailable the folder swap below is used instead. An entry written before versions existed
+    is a real folder, which a symlink cannot replace in one step: it is moved aside first (once per cache).
+    """
+    link = final.parent / f".{final.name}.link-{uuid.uuid4().hex[:8]}"
+    try:
+        os.symlink(version.name, link, target_is_directory=True)
+    except OSError:  # pragma: no cover - file systems without symlinks
+        _swap_folders(version, final)
+        return
+    previous = os.readlink(final) if final.is_symlink() else None
+    try:
+        os.replace(link, final)
+    except OSError:  # a real folder (old layout) at `final`
+        aside = final.parent / f".{final.name}-old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(final, aside)
+        os.replace(link, final)
+        shutil.rmtree(aside, ignore_errors=True)
+    if previous is not None:  # its grace period starts now, not when it was written
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(final.parent / previous)
+    _remove_superseded(final)
+
+
+def _remove_superseded(final: Path) -> None:
+    """Delete version folders that `final` no longer points at, once they are older than the grace period."""
+    import time
+
+    current = os.readlink(final) if final.is_symlink() else None
+    for old in final.parent.glob(_version_prefix(final.name) + "*"):
+        try:
+            if old.name != current and time.time() - old.stat().st_mtime > _GRACE_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except FileNotFoundError:  # another process removed it first
+            continue
+
+
+def _swap_folders(tmp: Path, final: Path) -> None:
     """Move the finished entry into place, replacing an old one; tolerate another process doing the same."""
     for _ in range(5):
         old = final.parent / f".{final.name}-old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -109,13 +160,20 @@ def read_split(name: str, split: str, meta: dict[str, Any]) -> tuple[np.ndarray,
     Images are memory-mapped copy-on-write (``mmap_mode="c"``): pages are read when first touched, so a load
     costs milliseconds even for CIFAR-10's 150 MB, and writes by the caller never reach the cache file.
     """
-    folder = entry_dir(name)
+    for attempt in range(_READ_TRIES):
+        folder = _version_folder(name, meta)
+        try:
+            images = np.load(folder / f"{split}-images.npy", mmap_mode="c", allow_pickle=False)
+            labels = np.load(folder / f"{split}-labels.npy", allow_pickle=False)
+            break
+        except FileNotFoundError as exc:  # a refresh replaced this version and it was removed: take the new one
+            newer = read_meta(name)
+            if attempt + 1 == _READ_TRIES or newer is None or newer.get("version") == meta.get("version"):
+                raise DatasetError(f"{folder}: damaged cache entry ({exc}); remove it and fetch again", folder) from exc
+            meta = newer
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{folder}: damaged cache entry ({exc}); remove it and fetch again", folder) from exc
     want = meta["splits"][split]
-    try:
-        images = np.load(folder / f"{split}-images.npy", mmap_mode="c", allow_pickle=False)
-        labels = np.load(folder / f"{split}-labels.npy", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{folder}: damaged cache entry ({exc}); remove it and fetch again", folder) from exc
     if (
         images.dtype != np.uint8
         or labels.dtype != np.int64
@@ -150,7 +208,17 @@ def split_intact(name: str, split: str, meta: dict[str, Any], images: np.ndarray
         return False
     _intact.add(key)
     return True
+def _version_folder(name: str, meta: dict[str, Any]) -> Path:
+    """The folder holding the arrays `meta` describes (the entry itself for entries written without versions)."""
+    entry = entry_dir(name)
+    return entry.parent / meta["version"] if "version" in meta and entry.is_symlink() else entry
 
 
 def remove(name: str) -> None:
-    shutil.rmtree(entry_dir(name), ignore_errors=True)
+    entry = entry_dir(name)
+    if entry.is_symlink():
+        target = entry.parent / os.readlink(entry)
+        entry.unlink()
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        shutil.rmtree(entry, ignore_errors=True)

@@ -78,6 +78,9 @@ def _decode_into(out: np.ndarray, start: int, records: Sequence[Record], size: i
                 array = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         except DatasetError:
             raise
+        except Image.DecompressionBombError as exc:  # raised by open(), from the header, before any decoding
+            raise DatasetError(f"{where}: image too large to decode safely ({exc}); expected ({size}, {size})",
+                               where) from exc
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise DatasetError(f"{where}: undecodable image ({exc})", where) from exc
         out[start + i] = array.transpose(2, 0, 1)
@@ -108,6 +111,9 @@ def read_image_folder(
         records.append(record)
         if max_images is not None and len(records) >= max_images:
             break
+    if not records:  # e.g. a gzip of zeros reads as an empty tar: say so, not "0 train images"
+        raise DatasetError(f"{source}: no images found: expected files [prefix/]{{train,test}}/<class>/*.png|jpg "
+                           "(an empty, garbled or wrong archive?)", source)
     records.sort(key=lambda r: (r[0], class_index[r[1]], r[2]))
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}

@@ -4,6 +4,12 @@ The CIFAR-10 batches are pickles, and ``pickle.load`` runs whatever callable a f
 only the globals an ndarray needs (its reconstructor, ``ndarray`` and ``dtype``) plus a latin-1-only
 ``_codecs.encode`` (how protocol-2 pickles written by Python 3 store bytes); every other global is refused, so a
 malicious file raises an error instead of executing code.
+
+BUILD (``obj.__setstate__(state)`` or ``obj.__dict__.update(state)``) is allowed only on the objects an ndarray
+pickle builds: arrays and dtypes. On anything else, such as the allowed ``_latin1_encode`` function itself, it could
+rewrite that object's attributes (``__defaults__``) for the whole process. The check needs the pure-Python
+unpickler (the C one cannot be hooked per opcode); a CIFAR batch is a few thousand opcodes, so this costs
+milliseconds.
 """
 
 from __future__ import annotations
@@ -44,7 +50,17 @@ class _Refused(pickle.UnpicklingError):
     """The pickle asked for something outside the allow-list."""
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(pickle._Unpickler):  # noqa: SLF001 - the Python unpickler, for its dispatch table
+    dispatch = dict(pickle._Unpickler.dispatch)  # noqa: SLF001
+
+    def load_build(self) -> None:
+        target = self.stack[-2] if len(self.stack) >= 2 else None
+        if not isinstance(target, (np.ndarray, np.dtype)):
+            raise _Refused(f"refusing to set the state of a {type(target).__name__} (only arrays and dtypes)")
+        pickle._Unpickler.load_build(self)  # noqa: SLF001
+
+    dispatch[pickle.BUILD[0]] = load_build
+
     def find_class(self, module: str, name: str) -> Any:
         try:
             return ALLOWED_GLOBALS[(module, name)]

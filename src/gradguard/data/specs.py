@@ -16,6 +16,7 @@ class DatasetSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     classes: tuple[str, ...]
+    train_size: int = 0  # images in the training split (configs are checked against it before any data is read)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -25,20 +26,23 @@ class DatasetSpec:
 _DIGITS = tuple(str(i) for i in range(10))
 
 SPECS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec("mnist", 1, 28, 10, (0.1307,), (0.3081,), _DIGITS),
+    "mnist": DatasetSpec("mnist", 1, 28, 10, (0.1307,), (0.3081,), _DIGITS, 60000),
     "fashion-mnist": DatasetSpec(
         "fashion-mnist", 1, 28, 10, (0.2860,), (0.3530,),
         ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"),
+        60000,
     ),
     "cifar10": DatasetSpec(
         "cifar10", 3, 32, 10, (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616),
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        50000,
     ),
     "stl10": DatasetSpec(
         "stl10", 3, 96, 10, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713),
         ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"),
+        5000,
     ),
-    "digits": DatasetSpec("digits", 1, 8, 10, (0.3052,), (0.3760,), _DIGITS),  # train split, v*255/16 scaling
+    "digits": DatasetSpec("digits", 1, 8, 10, (0.3052,), (0.3760,), _DIGITS, 1442),  # train split, v*255/16 scaling
 }
 
 

@@ -30,6 +30,7 @@ from gradguard.evaluation import checks
 from gradguard.evaluation.predict import _is_randomized_flag, detect_randomness, eval_mode, model_device, predict_labels
 from gradguard.evaluation.result import AttackRecord, EvalResult
 from gradguard.evaluation.suites import SUITE_DEFAULT_K, AttackSpec, attack_settings, build_suite
+from gradguard.inputs import check_attack_inputs, check_label_range
 from gradguard.passes import PassCounter
 from gradguard.threat import normalize_norm
 
@@ -226,6 +227,7 @@ def evaluate(
         if not hasattr(x, "tensors"):
             raise TypeError("evaluate: pass images and labels (x, y) or an ImageData as x")
         x, y = x.tensors()
+    check_attack_inputs(x, y, eps if isinstance(eps, (list, tuple)) else [eps], model=model)  # before any work
     x, y = x.detach().cpu(), y.detach().cpu().long()
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
@@ -245,7 +247,7 @@ def evaluate(
     device = model_device(model)
     t_start = time.perf_counter()
 
-    with eval_mode(model), _seeded_randomness(model, seed * 1_000_003 + rank, device):
+    with eval_mode(model), _seeded_randomness(model, (seed * 1_000_003 + rank) % 2**64, device):
         zoo = _is_randomized_flag(model)
         detected, max_diff = detect_randomness(model, xl[:64]) if len(xl) else (False, 0.0)
         flags_rand = _all_reduce([float(detected), max_diff], op="max")
@@ -257,6 +259,7 @@ def evaluate(
         if randomized and m > 1:
             pred_m = predict_labels(model, xl, m, batch_size, randomized=randomized)
         num_classes = _num_classes(model, x[:1], device)
+        check_label_range(y, num_classes)
         correct_single_l = pred_single == yl
         correct_l = pred_m == yl
         say(f"clean accuracy {correct_l.float().mean().item():.4f} on {len(xl)} local points")

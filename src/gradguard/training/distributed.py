@@ -17,7 +17,14 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["DistInfo", "launched_rank", "setup", "teardown", "shard", "allreduce_grads", "broadcast_module", "all_sum"]
+from gradguard.errors import UserError
+
+__all__ = ["DeviceUnavailableError", "DistInfo", "launched_rank", "setup", "teardown", "shard", "allreduce_grads",
+           "broadcast_module", "all_sum"]
+
+
+class DeviceUnavailableError(UserError, RuntimeError):
+    """The config asks for a device this machine does not have (a RuntimeError, as before, for old callers)."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ def _pick_device(requested: str, local_rank: int) -> torch.device:
     device = torch.device(requested)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"train.device = {requested!r} but CUDA is not available on this machine")
+            raise DeviceUnavailableError(f"train.device = {requested!r} but CUDA is not available on this machine")
         if device.index is None:
             device = torch.device(f"cuda:{local_rank}")
     return device
