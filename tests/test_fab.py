@@ -96,10 +96,11 @@ def test_fab_t_finds_the_analytic_distance(norm: str) -> None:
     exact = analytic_distance(model, x, y, norm)
     ratio = _dist(FABT(norm=norm, n_target_classes=4)(model, x, y), x, norm) / exact
     assert (ratio >= 1 - 1e-5).all() and (ratio <= 1.01).all(), ratio
-    searched = FABT(norm=norm, n_target_classes=4, final_search=20)(model, x, y)
-    assert fooled(model, searched, y).all()
-    ratio = _dist(searched, x, norm) / exact
-    assert (ratio >= 1 - 1e-5).all() and (ratio <= 1.0001).all(), ratio
+    for eps in (None, 1.0):  # with a large eps every point is done after one target: the search must still run
+        searched = FABT(eps=eps, norm=norm, n_target_classes=4, final_search=20)(model, x, y)
+        assert fooled(model, searched, y).all()
+        ratio = _dist(searched, x, norm) / exact
+        assert (ratio >= 1 - 1e-5).all() and (ratio <= 1.0001).all(), (eps, ratio)
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])

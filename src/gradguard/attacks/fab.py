@@ -137,18 +137,22 @@ class FAB(Attack):
     # --------------------------------------------------------------------------------------------- driver
     def _perturb(self, model: Model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         best = self._clean_best(model, x, y, target)
+        self._search(model, x, y, target, best)
+        if self.final_search:
+            self._bisect(model, x, y, target, best)
+        return best.x if self.eps is None else self.threat.project(best.x, x)
+
+    def _search(self, model: Model, x: Tensor, y: Tensor, target: Tensor | None, best: _Best) -> None:
+        """Every (plane target, restart) run on the points not yet done, in AutoAttack's order."""
         for plane_target in self._plane_targets(model, x, target):
             for restart in range(self.restarts):
                 idx = self._to_attack(self._done(best))
                 if idx.numel() == 0:
-                    return self._finish(best.x, x)
+                    return
                 t = None if plane_target is None else plane_target[idx]
                 st = None if target is None else target[idx]
                 start = x[idx] if restart == 0 else self._random_start(x[idx], -best.loss[idx])
                 self._run(model, x[idx], y[idx], t, st, start, best, idx)
-        if self.final_search:
-            self._bisect(model, x, y, target, best)
-        return self._finish(best.x, x)
 
     def _plane_targets(self, model: Model, x: Tensor, target: Tensor | None) -> list[Tensor | None]:
         """The classes whose boundary each run linearises: the given target, or None (nearest of all)."""
@@ -179,9 +183,6 @@ class FAB(Attack):
             r = torch.randn(x0.shape, generator=self.gen, device=x0.device, dtype=x0.dtype)
         r = r / _bshape(_lp(r.flatten(1), self.lp).clamp_min(1e-12), r)
         return (x0 + r * _bshape(radius, x0)).clamp(0.0, 1.0)
-
-    def _finish(self, x_best: Tensor, x: Tensor) -> Tensor:
-        return x_best if self.eps is None else self.threat.project(x_best, x)
 
     # -------------------------------------------------------------------------------------------- one run
     def _run(
