@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{meta['date']}, torch {meta['torch']}, torchattacks {meta['torchattacks']}, commit "
         f"{meta['git'].get('commit', '?')[:7]}, one thread, load average {meta['load_average']}.",
         "",
-        "| norm | eps | robust acc. (ours / torchattacks) | CPU s (ours / torchattacks) | wall s "
+        "| norm | eps | robust acc. (ours / torchattacks) | CPU s (ours / torchattacks) | wall s (ours / torchattacks) "
         "| median minimal norm, 1 target (ours / torchattacks) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
