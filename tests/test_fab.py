@@ -153,6 +153,15 @@ def test_contract_mode_flags_rng_ball_and_box(name: str) -> None:
     assert attack.last_grad_evals > 0 and attack.last_forward_evals > 0
 
 
+@pytest.mark.parametrize(("spelling", "canonical"), [("Linf", "linf"), ("inf", "linf"), ("L2", "l2")])
+def test_every_norm_spelling_runs_the_same_attack(spelling: str, canonical: str) -> None:
+    model = linear_model(5, seed=3)
+    x, y = inputs(model, n=4)
+    ours = FABT(norm=spelling, steps=3, n_target_classes=2)
+    assert ours.lp == canonical
+    assert torch.equal(ours(model, x, y), FABT(norm=canonical, steps=3, n_target_classes=2)(model, x, y))
+
+
 def test_fabt_refuses_a_target() -> None:
     model = linear_model(5)
     x, y = inputs(model, n=2)
