@@ -82,7 +82,10 @@ def test_one_step_lands_eta_times_the_analytic_distance(norm: str) -> None:
     """On a linear classifier the linearisation is exact: the first step reaches the boundary times eta."""
     model = linear_model(5, seed=3)
     x, y = inputs(model)
-    x_adv = FAB(norm=norm, steps=1)(model, x, y)
+    attack = FAB(norm=norm, steps=1)
+    x_adv = attack(model, x, y)
+    n = x.shape[0]  # one gradient per class, one forward for the clean check and one after the step
+    assert (attack.last_grad_evals, attack.last_forward_evals) == (5 * n, 2 * n)
     ratio = _dist(x_adv, x, norm) / analytic_distance(model, x, y, norm)
     assert fooled(model, x_adv, y).all()
     assert torch.allclose(ratio, torch.full_like(ratio, 1.05), atol=1e-4), ratio

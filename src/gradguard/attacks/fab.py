@@ -227,23 +227,22 @@ class FAB(Attack):
             gap = _target_margin if self.targeted else _logit_gap  # FAB-T: the y-vs-target plane, as AutoAttack
             g, f = self._grad(model, xk, y, gap, plane_target)[:2]
             return g.flatten(1), f
-        n, n_classes = y.shape[0], self._num_classes(model, xk)
+        n = y.shape[0]
         best_dist = torch.full((n,), float("inf"), device=xk.device, dtype=xk.dtype)
         w = torch.zeros(n, xk[0].numel(), device=xk.device, dtype=xk.dtype)
         f = torch.zeros(n, device=xk.device, dtype=xk.dtype)
-        for j in range(n_classes):
-            cls = torch.full_like(y, j)
-            g, fj = self._grad(model, xk, y, _logit_gap, cls)[:2]
+        j, n_classes = 0, 1  # the class count is read off the first call's scores
+        while j < n_classes:
+            g, fj, scores = self._grad(model, xk, y, _logit_gap, torch.full_like(y, j))
+            n_classes = scores.shape[1]
             g = g.flatten(1)
             dist = fj.abs() / (_dual(g, self.lp) + 1e-12)
             closer = (dist < best_dist) & (y != j)
             best_dist = torch.where(closer, dist, best_dist)
             w = torch.where(closer.unsqueeze(1), g, w)
             f = torch.where(closer, fj, f)
+            j += 1
         return w, f
-
-    def _num_classes(self, model: Model, xk: Tensor) -> int:
-        return int(self._scores(model, xk[:1]).shape[1])
 
     def _step(self, xk: Tensor, x0: Tensor, w: Tensor, f: Tensor) -> Tensor:
         """Project the iterate and the clean input onto the plane (in the box); mix, biased to the clean input."""
