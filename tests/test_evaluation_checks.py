@@ -93,7 +93,7 @@ def test_gradient_count_leaves_parameter_grads_alone() -> None:
 def test_standard_suite_square_beats_white_box_on_shattered_model() -> None:
     x, y = quadrant_data(16)
     res = evaluate(Shattered(), x, y, "standard", eps=[0.4], quick=True)
-    assert list(res.attacks) == ["apgd-ce", "apgd-t", "square"]
+    assert list(res.attacks) == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert res.attacks["square"].kind == "gradient-free"
     flags = _flags(res)
     assert flags["gradient_free_stronger"] and flags["zero_gradients"] and flags["large_eps_not_zero"]

@@ -36,7 +36,7 @@ def test_eval_cli_prints_summary_and_flags_and_writes_json(exported, tmp_path, c
     raw = json.loads(out.read_text())
     assert raw["n"] == 24 and raw["eps"] == [0.1, 0.2] and raw["suite"] == "standard"
     assert raw["meta"]["dataset"] == "digits" and raw["meta"]["model_info"]["model"] == "madry-cnn"
-    assert list(raw["attacks"]) == ["apgd-ce", "apgd-t", "square"]
+    assert list(raw["attacks"]) == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert EvalResult.load(out).robust_accuracy == raw["robust_accuracy"]
 
 

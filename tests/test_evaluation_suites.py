@@ -5,22 +5,27 @@ from __future__ import annotations
 import pytest
 
 from _evaluation_toys import Quadrant, quadrant_data
-from gradguard.attacks import APGD, APGDT, Square
+from gradguard.attacks import APGD, APGDT, FABT, Square
 from gradguard.evaluation import build_suite, evaluate, list_suites
 
 
-def test_standard_suite_defaults_and_quick_variant() -> None:
+def test_standard_suite_is_autoattack_standard_and_quick_shrinks_it() -> None:
     full = build_suite("standard", norm="l2", num_classes=10)
-    assert list(full) == ["apgd-ce", "apgd-t", "square"]
-    ce, t, sq = full["apgd-ce"](0.5), full["apgd-t"](0.5), full["square"](0.5)
-    assert isinstance(ce, APGD) and ce.steps == 100 and ce.loss == "ce" and ce.norm == "l2"
+    assert list(full) == ["apgd-ce", "apgd-t", "fab-t", "square"]  # AutoAttack's order
+    ce, t, fab, sq = (full[name](0.5) for name in full)
+    assert isinstance(ce, APGD) and ce.steps == 100 and ce.loss == "ce" and ce.norm == "l2" and ce.restarts == 1
     assert isinstance(t, APGDT) and t.n_target_classes == 9 and t.steps == 100
+    assert isinstance(fab, FABT) and fab.n_target_classes == 9 and fab.steps == 100 and fab.restarts == 1
+    assert (fab.alpha_max, fab.eta, fab.beta, fab.final_search, fab.lp) == (0.1, 1.05, 0.9, 0, "l2")
     assert isinstance(sq, Square) and sq.n_queries == 5000 and sq.p_init == 0.8
-    assert full["square"].kind == "gradient-free" and full["apgd-ce"].kind == "white-box"
+    assert full["square"].kind == "gradient-free" and full["fab-t"].kind == "white-box"
     quick = build_suite("standard", quick=True, num_classes=4)
     assert quick["apgd-ce"](0.3).steps == 20 and quick["apgd-t"](0.3).n_target_classes == 3
+    assert quick["fab-t"](0.3).steps == 20 and quick["fab-t"](0.3).n_target_classes == 3
     assert quick["square"](0.3).n_queries == 500
-    assert "apgd-t" not in build_suite("standard", num_classes=3)  # targeted DLR needs 4 classes
+    three = build_suite("standard", num_classes=3)
+    assert "apgd-t" not in three  # targeted DLR needs 4 classes
+    assert three["fab-t"](0.3).n_target_classes == 2  # FAB-T only needs a class to aim at
 
 
 def test_rand_suite_uses_eot_20_unless_told() -> None:

@@ -9,9 +9,13 @@ from gradguard.attacks.apgd import APGD, APGDT
 from gradguard.attacks.base import Attack, eval_mode
 from gradguard.attacks.bpda import BPDA
 from gradguard.attacks.cw import CWL2
+from gradguard.attacks.fab import FAB, FABT
 from gradguard.attacks.fgsm import FGSM
 from gradguard.attacks.pgd import PGD, CWLinf
 from gradguard.attacks.square import Square
 from gradguard.attacks.transfer import Transfer
 
-__all__ = ["Attack", "eval_mode", "FGSM", "PGD", "CWLinf", "CWL2", "APGD", "APGDT", "Square", "Transfer", "BPDA"]
+__all__ = [
+    "Attack", "eval_mode", "FGSM", "PGD", "CWLinf", "CWL2", "APGD", "APGDT", "FAB", "FABT", "Square", "Transfer",
+    "BPDA",
+]

@@ -4,17 +4,18 @@ A suite maps attack names to `AttackSpec`s, factories that build one attack for 
 chained protocol runs them in order on the points still robust, so the cheap, strong attacks come first and the
 gradient-free Square comes last (so that "Square broke what the white-box attacks missed" is measurable).
 
-| suite      | attacks (full defaults)                                                  | quick (CPU) setting         |
-| ---------- | ------------------------------------------------------------------------ | --------------------------- |
-| standard   | APGD-CE 100 steps; APGD-T (DLR) 100 steps x 9 targets; Square 5000 q.    | 20 steps, 3 targets, 500 q. |
-| rand       | APGD-CE and APGD-DLR 100 steps, EOT over k=20 draws; Square 5000 q.      | 20 steps, k=20, 500 q.      |
-| apgd       | APGD-CE 100 steps; APGD-T (DLR) 100 steps x 9 targets; Square 1000 q.    | 20 steps, 3 targets, 200 q. |
+| suite    | attacks (full defaults)                                                       | quick (CPU) setting       |
+| -------- | ----------------------------------------------------------------------------- | ------------------------- |
+| standard | APGD-CE 100 steps; APGD-T (DLR), FAB-T: 100 steps x 9 targets; Square 5000 q. | 20 steps, 3 targ., 500 q. |
+| rand     | APGD-CE and APGD-DLR 100 steps, EOT over k=20 draws; Square 5000 q.           | 20 steps, k=20, 500 q.    |
+| apgd     | APGD-CE 100 steps; APGD-T (DLR) 100 steps x 9 targets; Square 1000 q.         | 20 steps, 3 targ., 200 q. |
 
-The defaults follow AutoAttack's "standard" and "rand" versions (Croce & Hein 2020): one restart each, Square
-with p_init=0.8. Unlike AutoAttack's "rand", ours ends with Square (each query's loss averaged over the same k
-draws): a randomized model is where gradient masking is most likely, so the gradient-free check must run there too.
-"apgd" is AutoAttack's two gradient attacks at full strength with a short Square as the gradient-free check: the
-main job's suite, a fraction of the standard suite's cost on a CPU.
+"standard" is AutoAttack's "standard" version (Croce & Hein 2020): the same four attacks in the same order, one
+restart each, Square with p_init=0.8. "rand" is AutoAttack's "rand" plus a final Square (each query's loss
+averaged over the same k draws): a randomized model is where gradient masking is most likely, so the gradient-free
+check must run there too. "apgd" is AutoAttack's two gradient attacks at full strength with a short Square as the
+gradient-free check: the main job's suite, a fraction of the standard suite's cost on a CPU. docs/evaluation.md
+lists every difference, and how to run AutoAttack's "plus".
 """
 
 from __future__ import annotations
@@ -73,9 +74,12 @@ def build_suite(
         suite = {
             "apgd-ce": AttackSpec("APGD", {**common, "loss": "ce"}),
             "apgd-t": AttackSpec("APGDT", {**common, "n_target_classes": targets}),
+            "fab-t": AttackSpec("FABT", {**common, "n_target_classes": targets}),
         }
         if num_classes < 4:  # targeted DLR needs 4 classes; untargeted DLR needs 3
             suite.pop("apgd-t")
+        if key == "apgd":  # AutoAttack's gradient attacks only (FAB-T is a minimum-norm attack, the costly third)
+            suite.pop("fab-t")
     else:
         suite = {"apgd-ce": AttackSpec("APGD", {**common, "loss": "ce"})}
         if num_classes >= 3:
