@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradguard.attacks import eval_mode
+from gradguard.module_state import eval_mode
 
 __all__ = [
     "REGULARIZERS",

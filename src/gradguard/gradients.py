@@ -15,12 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from gradguard.losses import LossFn, get_loss
+from gradguard.module_state import Model
 
 __all__ = ["input_gradient", "forward_scores", "bpda", "BPDAWrapper", "Model"]
-
-#: What attacks and gradient estimators accept: a module, or any function from a batch to logits.
-Model = nn.Module | Callable[[Tensor], Tensor]
-
 
 #: Default cap on rows (samples x draws) per forward pass when `chunk_size` is None. Measured on the 2-core CPU dev
 #: machine (smallcnn, MNIST shape, one thread, EOT-PGD-10 with k=10 on 64 images): 10.3 s with 64- or 128-row

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from gradguard.gradients import Model
+from gradguard.module_state import Model
 
 __all__ = ["wants_channels_last", "channels_last_layout"]
 

@@ -1,4 +1,4 @@
-"""Common plumbing of every attack: the `Attack` base class and the `eval_mode` context manager.
+"""Common plumbing of every attack: the `Attack` base class (`eval_mode` lives in `gradguard.module_state`).
 
 An attack is built with keyword hyperparameters and called as ``attack(model, x, y) -> x_adv``. The base class
 owns what every attack must get right and nobody should re-implement: putting the model in eval mode and freezing
@@ -10,43 +10,18 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from gradguard.gradients import Model, forward_scores, input_gradient
+from gradguard.gradients import forward_scores, input_gradient
 from gradguard.layout import channels_last_layout, wants_channels_last
 from gradguard.losses import LossFn, success
+from gradguard.module_state import Model, eval_mode
 from gradguard.threat import ThreatModel, threat_model
 
 __all__ = ["Attack", "eval_mode", "Model"]
-
-
-@contextmanager
-def eval_mode(model: Model, *, freeze: bool = True) -> Iterator[Model]:
-    """Put every submodule in eval mode and (with `freeze`) stop parameter gradients; restore both on exit.
-
-    Flags are restored per module and per parameter, so a model that was deliberately half in train mode comes
-    back exactly as it was. Plain callables pass through untouched.
-    """
-    if not isinstance(model, nn.Module):
-        yield model
-        return
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.eval()
-        if freeze:
-            for p, _ in flags:
-                p.requires_grad_(False)
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def _bshape(v: Tensor, like: Tensor) -> Tensor:

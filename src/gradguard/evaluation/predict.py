@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 import torch
 from torch import Tensor, nn
 
-from gradguard.attacks import eval_mode as _eval_mode
+from gradguard.module_state import eval_mode as _eval_mode
 
 __all__ = ["eval_mode", "predict", "predict_labels", "detect_randomness", "model_device"]
 
@@ -21,7 +21,7 @@ __all__ = ["eval_mode", "predict", "predict_labels", "detect_randomness", "model
 def eval_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
     """Every submodule in eval mode, each one's own flag restored on exit (BatchNorm/dropout bugs).
 
-    `gradguard.attacks.eval_mode` without freezing: parameters keep their `requires_grad`.
+    `gradguard.module_state.eval_mode` without freezing: parameters keep their `requires_grad`.
     """
     return _eval_mode(model, freeze=False)
 

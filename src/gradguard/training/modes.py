@@ -12,7 +12,7 @@ from typing import Literal
 
 from torch import nn
 
-from gradguard.attacks import eval_mode
+from gradguard.module_state import eval_mode
 
 __all__ = ["crafting_mode", "BNMode"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gradguard.attacks import eval_mode
 from gradguard.config import TrainConfig
+from gradguard.module_state import eval_mode
 from gradguard.training.distributed import DistInfo, all_sum, shard
 
 __all__ = ["build_val_attack", "robust_validate"]

@@ -1,0 +1,41 @@
+"""Dependencies point one way, down: importing a low layer never loads a higher one (checked in a fresh process)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def _loaded_after_import(module: str) -> set[str]:
+    code = f"import sys, {module}; print(' '.join(m for m in sys.modules if m.startswith('gradguard')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+@pytest.mark.parametrize(
+    ("module", "must_not_load"),
+    [
+        ("gradguard.module_state", ("gradguard.attacks", "gradguard.gradients", "gradguard.models")),
+        ("gradguard.layout", ("gradguard.attacks", "gradguard.gradients", "gradguard.models")),
+        ("gradguard.attacks", ("gradguard.models", "gradguard.data", "gradguard.training", "gradguard.evaluation")),
+        ("gradguard.training.modes", ("gradguard.attacks",)),
+        ("gradguard.graddiv", ("gradguard.attacks",)),
+    ],
+)
+def test_import_does_not_reach_up(module, must_not_load):
+    loaded = _loaded_after_import(module)
+    reached = sorted(m for m in loaded if m.startswith(must_not_load))
+    assert not reached, f"importing {module} loaded {reached}"
+
+
+def test_eval_mode_keeps_its_old_homes():
+    import gradguard.attacks
+    import gradguard.attacks.base
+    import gradguard.gradients
+    from gradguard.module_state import Model, eval_mode
+
+    assert gradguard.attacks.eval_mode is eval_mode
+    assert gradguard.attacks.base.eval_mode is eval_mode
+    assert gradguard.gradients.Model is Model
