@@ -22,6 +22,8 @@ def _loaded_after_import(module: str) -> set[str]:
         ("gradguard.attacks", ("gradguard.models", "gradguard.data", "gradguard.training", "gradguard.evaluation")),
         ("gradguard.training.modes", ("gradguard.attacks",)),
         ("gradguard.graddiv", ("gradguard.attacks",)),
+        ("gradguard.specs", ("gradguard.data", "gradguard.models")),
+        ("gradguard.models", ("gradguard.data", "gradguard.attacks", "gradguard.training")),
     ],
 )
 def test_import_does_not_reach_up(module, must_not_load):
@@ -39,3 +41,12 @@ def test_eval_mode_keeps_its_old_homes():
     assert gradguard.attacks.eval_mode is eval_mode
     assert gradguard.attacks.base.eval_mode is eval_mode
     assert gradguard.gradients.Model is Model
+
+
+def test_specs_keep_their_old_home():
+    import gradguard.data
+    import gradguard.data.specs
+    import gradguard.specs
+
+    assert gradguard.data.specs.get_spec is gradguard.specs.get_spec
+    assert gradguard.data.SPECS is gradguard.specs.SPECS

@@ -11,8 +11,8 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from gradguard.data.specs import DatasetSpec
 from gradguard.models._common import require
+from gradguard.specs import DatasetSpec
 
 __all__ = ["SmallCNN", "build_smallcnn"]
 
