@@ -35,10 +35,8 @@ def model_device(model: nn.Module) -> torch.device:
 
 def _is_randomized_flag(model: nn.Module) -> bool | None:
     """Ask the model zoo whether `model` carries randomized layers; None when the zoo cannot tell."""
-    try:
-        from gradguard.models import is_randomized
-    except ImportError:
-        return None
+    from gradguard.models import is_randomized  # lazy: the zoo loads only when an evaluation needs it
+
     try:
         return bool(is_randomized(model))
     except Exception:  # a foreign model the zoo does not know

@@ -45,11 +45,8 @@ def _seeded_randomness(model: nn.Module, seed: int, device: torch.device) -> Ite
     Without this they draw from the global RNG: the evaluation would be irreproducible and would disturb the
     caller's random stream. Layers that already have a generator keep it (the caller chose it).
     """
-    try:
-        from gradguard.models import random_layers
-    except ImportError:
-        yield
-        return
+    from gradguard.models import random_layers  # lazy: the zoo loads only when an evaluation needs it
+
     layers = [layer for layer in random_layers(model) if getattr(layer, "generator", None) is None]
     if layers:
         gen = torch.Generator(device=device)
