@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +52,23 @@ def test_specs_keep_their_old_home():
 
     assert gradguard.data.specs.get_spec is gradguard.specs.get_spec
     assert gradguard.data.SPECS is gradguard.specs.SPECS
+
+
+def _imported_modules(module: str) -> set[str]:
+    """Every module named by an import statement in `module`'s own source (lazy imports included)."""
+    import gradguard
+
+    path = Path(gradguard.__file__).parent.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("module", ["gradguard.training.optim", "gradguard.training.validation"])
+def test_training_helpers_take_values_not_the_config(module):
+    assert not {m for m in _imported_modules(module) if m.startswith("gradguard.config")}

@@ -48,7 +48,7 @@ from gradguard.training.recipe import Recipe, StepContext
 from gradguard.training.recipes import build_recipe
 from gradguard.training.schedules import lr_factor
 from gradguard.training.seeding import derive_seed, make_generator, seed_everything
-from gradguard.training.validation import robust_validate
+from gradguard.training.validation import build_val_attack, robust_validate
 
 __all__ = ["train", "NonFiniteLossError", "Progress", "prepare_data", "build_network"]
 
@@ -219,7 +219,8 @@ class _Run:
             ddp.broadcast_module(self.trained)
             seed_everything(derive_seed(cfg.seed, "rank", self.info.rank) % (2**63))  # per-rank dropout draws
         self.params = [p for p in self.trained.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(self.params, t)
+        self.optimizer = build_optimizer(self.params, optimizer=t.optimizer, lr=t.lr, momentum=t.momentum,
+                                         nesterov=t.nesterov, weight_decay=t.weight_decay, betas=t.betas)
         self.recipe_gen = make_generator(cfg.seed, "recipe", self.info.rank, device=self.device)
 
         n = len(self.train_set)
@@ -315,8 +316,10 @@ class _Run:
         t0 = time.perf_counter()
         snap = self.counter.snapshot()
         gen = make_generator(self.cfg.seed, "val", device=self.device)
-        res = robust_validate(self.plain, self.val_x, self.val_y, self.cfg.train, eps=self.val_eps, generator=gen,
-                              info=self.info)
+        t = self.cfg.train
+        attack = build_val_attack(t.val_attack, eps=self.val_eps, norm=t.norm, steps=t.val_attack_steps,
+                                  alpha=t.val_attack_alpha, generator=gen)
+        res = robust_validate(self.plain, self.val_x, self.val_y, attack, batch_size=t.val_batch_size, info=self.info)
         self._sync()
         self.p.val_passes += self.counter.since(snap, min(self.cfg.train.val_batch_size, len(self.val_y)))[0]
         self.p.val_wall_s += time.perf_counter() - t0

@@ -7,41 +7,50 @@ weights).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
-from gradguard.config import TrainConfig
 from gradguard.module_state import eval_mode
 from gradguard.training.distributed import DistInfo, all_sum, shard
+
+if TYPE_CHECKING:
+    from gradguard.attacks import Attack
 
 __all__ = ["build_val_attack", "robust_validate"]
 
 
-def build_val_attack(cfg: TrainConfig, eps: float, generator: torch.Generator):
-    """The configured validation attack (PGD by default), or None."""
-    if cfg.val_attack == "none" or eps <= 0:
+def build_val_attack(kind: str, *, eps: float, norm: str, steps: int, alpha: float,
+                     generator: torch.Generator) -> Attack | None:
+    """The validation attack `kind` ("pgd", "fgsm" or "none"; `[train] val_attack`), or None when there is none.
+
+    `alpha` 0 means 2.5 * eps / steps.
+    """
+    if kind == "none" or eps <= 0:
         return None
     import gradguard.attacks as attacks
 
-    if cfg.val_attack == "fgsm":
-        return attacks.FGSM(eps=eps, norm=cfg.norm)
-    alpha = cfg.val_attack_alpha or 2.5 * eps / cfg.val_attack_steps
-    return attacks.PGD(eps=eps, norm=cfg.norm, steps=cfg.val_attack_steps, alpha=alpha, random_start=True,
-                       generator=generator)
+    if kind == "fgsm":
+        return attacks.FGSM(eps=eps, norm=norm)
+    alpha = alpha or 2.5 * eps / steps
+    return attacks.PGD(eps=eps, norm=norm, steps=steps, alpha=alpha, random_start=True, generator=generator)
 
 
-def robust_validate(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *, eps: float,
-                    generator: torch.Generator, info: DistInfo) -> dict[str, float]:
-    """Clean and robust accuracy of `model` (eval mode) on (x, y); each rank does its shard, counts are summed."""
+def robust_validate(model: nn.Module, x: Tensor, y: Tensor, attack: Attack | None, *, batch_size: int,
+                    info: DistInfo) -> dict[str, float]:
+    """Clean and robust accuracy of `model` (eval mode) on (x, y); each rank does its shard, counts are summed.
+
+    Without an attack the robust accuracy is the clean one.
+    """
     start, stop = shard(x, info)
     xs, ys = x[start:stop], y[start:stop]
     correct = robust = 0.0
     devices = [info.device] if info.device.type == "cuda" else []
     with eval_mode(model, freeze=False), torch.random.fork_rng(devices=devices):
-        attack = build_val_attack(cfg, eps, generator)
-        for i in range(0, xs.shape[0], cfg.val_batch_size):
-            xb = xs[i: i + cfg.val_batch_size].to(info.device)
-            yb = ys[i: i + cfg.val_batch_size].to(info.device)
+        for i in range(0, xs.shape[0], batch_size):
+            xb = xs[i: i + batch_size].to(info.device)
+            yb = ys[i: i + batch_size].to(info.device)
             with torch.no_grad():
                 correct += (model(xb).argmax(1) == yb).sum().item()
             if attack is None:
@@ -51,5 +60,5 @@ def robust_validate(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig, *,
                 robust += (model(x_adv).argmax(1) == yb).sum().item()
     n, correct, robust = all_sum([float(stop - start), correct, robust], info)
     out = {"val_clean_acc": correct / max(n, 1)}
-    out["val_robust_acc"] = robust / max(n, 1) if cfg.val_attack != "none" and eps > 0 else out["val_clean_acc"]
+    out["val_robust_acc"] = robust / max(n, 1) if attack is not None else out["val_clean_acc"]
     return out
