@@ -24,6 +24,7 @@ def _loaded_after_import(module: str) -> set[str]:
         ("gradguard.attacks", ("gradguard.models", "gradguard.data", "gradguard.training", "gradguard.evaluation")),
         ("gradguard.training.modes", ("gradguard.attacks",)),
         ("gradguard.graddiv", ("gradguard.attacks",)),
+        ("gradguard.config", ("gradguard.training", "gradguard.attacks", "gradguard.models")),
         ("gradguard.specs", ("gradguard.data", "gradguard.models")),
         ("gradguard.models", ("gradguard.data", "gradguard.attacks", "gradguard.training")),
     ],
