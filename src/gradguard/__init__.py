@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from gradguard.config import load_config as load_config
     from gradguard.evaluation import EvalResult as EvalResult
     from gradguard.evaluation import evaluate as evaluate
-    from gradguard.evaluation import predict as predict
+    from gradguard.evaluation.predict import predict as predict
     from gradguard.graddiv import graddiv_penalty as graddiv_penalty
     from gradguard.graddiv import gradient_statistics as gradient_statistics
     from gradguard.graddiv import transfer_matrix as transfer_matrix
@@ -64,7 +64,7 @@ _NAMES = {
     "SelfGradientNetwork": "gradguard.models",
     "threat_model": "gradguard.threat",
     "evaluate": "gradguard.evaluation",
-    "predict": "gradguard.evaluation",
+    "predict": "gradguard.evaluation.predict",
     "EvalResult": "gradguard.evaluation",
     "train": "gradguard.training",
     "build_recipe": "gradguard.training.recipes",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from torch import Tensor, nn
 
@@ -15,10 +16,11 @@ __all__ = ["Model", "eval_mode"]
 
 #: What attacks and gradient estimators accept: a module, or any function from a batch to logits.
 Model = nn.Module | Callable[[Tensor], Tensor]
+M = TypeVar("M", bound=Model)
 
 
 @contextmanager
-def eval_mode(model: Model, *, freeze: bool = True) -> Iterator[Model]:
+def eval_mode(model: M, *, freeze: bool = True) -> Iterator[M]:
     """Put every submodule in eval mode and (with `freeze`) stop parameter gradients; restore both on exit.
 
     Flags are restored per module and per parameter, so a model that was deliberately half in train mode comes

@@ -22,7 +22,7 @@ __all__ = ["safe_loads", "ALLOWED_GLOBALS"]
 try:  # numpy >= 2 moved the reconstructor; pickles name either module
     from numpy._core.multiarray import _reconstruct
 except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core.multiarray import _reconstruct
+    from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
 
 
 def _latin1_encode(obj: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:

@@ -264,8 +264,8 @@ def evaluate(
         stats = {a: [[0.0, 0.0, 0.0] for _ in eps_list] for a in names}  # wall, grad evals, queries
         for e, eps_value in enumerate(eps_list):
             robust = correct_l.clone()
-            for a, name in enumerate(names):
-                attack = _instantiate(name, specs[name], eps_value, seed + 1000 * e + a)
+            for j, name in enumerate(names):
+                attack = _instantiate(name, specs[name], eps_value, seed + 1000 * e + j)
                 settings[name].append(attack_settings(attack))
                 if e == 0 and not isinstance(specs[name], AttackSpec):
                     kinds[name] = _kind(attack)  # a factory only shows its kind once built

@@ -40,4 +40,4 @@ class LeNet5(nn.Module):
 
 def build_lenet5(spec: DatasetSpec, **kw: object) -> LeNet5:
     require(_geometry(spec.size)[1] >= 1, "lenet5", spec, "square images of at least 12x12 (e.g. MNIST 28x28)")
-    return LeNet5(spec.channels, spec.num_classes, spec.size, **kw)  # type: ignore[arg-type]
+    return LeNet5(spec.channels, spec.num_classes, spec.size, **kw)

@@ -32,4 +32,4 @@ class MadryCNN(nn.Module):
 
 def build_madry_cnn(spec: DatasetSpec, **kw: object) -> MadryCNN:
     require(spec.size >= 4, "madry-cnn", spec, "square images of at least 4x4")
-    return MadryCNN(spec.channels, spec.num_classes, spec.size, **kw)  # type: ignore[arg-type]
+    return MadryCNN(spec.channels, spec.num_classes, spec.size, **kw)

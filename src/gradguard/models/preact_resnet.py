@@ -64,4 +64,4 @@ class PreActResNet(nn.Module):
 
 
 def build_preact_resnet18(spec: DatasetSpec, **kw: object) -> PreActResNet:
-    return PreActResNet((2, 2, 2, 2), spec.channels, spec.num_classes, **kw)  # type: ignore[arg-type]
+    return PreActResNet((2, 2, 2, 2), spec.channels, spec.num_classes, **kw)

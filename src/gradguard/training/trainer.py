@@ -213,7 +213,7 @@ class _Run:
         self.recipe: Recipe = build_recipe(t.recipe, **t.recipe_args)
         self.trained = self.recipe.wrap(model).to(self.device)
         if self.channels_last:
-            self.trained = self.trained.to(memory_format=torch.channels_last)
+            self.trained = self.trained.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.plain = self.recipe.unwrap(self.trained)
         if self.info.enabled:
             ddp.broadcast_module(self.trained)
