@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DatasetSpec", "SPECS", "get_spec"]
+__all__ = ["DatasetSpec", "SPECS", "get_spec", "DEFAULT_EPS", "default_eps"]
 
 
 @dataclass(frozen=True)
@@ -52,3 +52,20 @@ def get_spec(name: str) -> DatasetSpec:
     if key not in SPECS:
         raise ValueError(f"unknown dataset {name!r}: expected one of {sorted(SPECS)}")
     return SPECS[key]
+
+
+#: The customary attack budget per norm for grey small images (MNIST-like) and for colour images (CIFAR-10, STL-10).
+DEFAULT_EPS: dict[tuple[str, str], float] = {
+    ("linf", "grey"): 0.3, ("linf", "rgb"): 8 / 255, ("l2", "grey"): 2.0, ("l2", "rgb"): 0.5,
+}
+
+
+def default_eps(norm: str, channels: int) -> float:
+    """The budget used when none is given: 0.3 / 8/255 (linf) or 2.0 / 0.5 (l2) for 1 / 3 channels.
+
+    One rule for `gradguard eval` and `gradguard.evaluate`, so the API and the command line agree.
+    """
+    key = "linf" if norm.lower().replace("-", "") in ("linf", "inf") else norm.lower()
+    if key not in ("linf", "l2"):
+        raise ValueError(f"unknown norm {norm!r}: expected 'linf' or 'l2'")
+    return DEFAULT_EPS[(key, "rgb" if channels == 3 else "grey")]

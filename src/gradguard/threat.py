@@ -97,8 +97,17 @@ class L2Ball(ThreatModel):
         return (x_adv - x).flatten(1).norm(dim=1)
 
 
-def threat_model(norm: str, eps: float) -> ThreatModel:
-    """Build the ball for `norm` ("linf" or "l2")."""
+def threat_model(norm: str = "linf", eps: float | None = None) -> ThreatModel:
+    """Build the ball of radius `eps` for `norm` ("linf" or "l2").
+
+    Keywords read as the attacks do: ``threat_model(eps=0.3, norm="linf")``; the positional form is
+    ``threat_model("linf", 0.3)`` (norm first), and a number in its place is an error rather than a swapped ball.
+    """
+    if not isinstance(norm, str):
+        raise TypeError(f"threat_model: norm must be a string such as 'linf', got {norm!r}; positionally the norm "
+                        f"comes first (threat_model('linf', 0.3)), or use keywords: threat_model(eps=0.3, norm='linf')")
+    if eps is None:
+        raise TypeError("threat_model: eps is required, e.g. threat_model(eps=0.3, norm='linf')")
     norm = norm.lower().replace("-", "").replace("_", "")
     if norm in ("linf", "inf"):
         return LinfBall(eps)

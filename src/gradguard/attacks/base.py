@@ -99,7 +99,7 @@ class Attack:
 
     # ----------------------------------------------------------------------------------------------- public API
     def __repr__(self) -> str:
-        keys = ("eps", "norm", "steps", "alpha", "restarts", "loss", "eot", "targeted")
+        keys = ("eps", "norm", "steps", "n_queries", "alpha", "restarts", "loss", "eot", "targeted")
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in keys if hasattr(self, k))
         return f"{type(self).__name__}({args})"
 

@@ -30,6 +30,7 @@ from gradguard.evaluation.predict import _is_randomized_flag, detect_randomness,
 from gradguard.evaluation.result import AttackRecord, EvalResult
 from gradguard.evaluation.suites import SUITE_DEFAULT_K, AttackSpec, attack_settings, build_suite
 from gradguard.passes import PassCounter
+from gradguard.specs import default_eps
 
 __all__ = ["evaluate", "MODES"]
 
@@ -196,7 +197,7 @@ def evaluate(
     x: Any,
     y: Tensor | None = None,
     attacks: str | Mapping[str, AttackLike] = "standard",
-    eps: float | list[float] | tuple[float, ...] = (0.3,),
+    eps: float | list[float] | tuple[float, ...] | None = None,
     *,
     norm: str = "linf",
     m: int = 1,
@@ -216,6 +217,8 @@ def evaluate(
     suite name ("standard", "rand") or a dict name -> attack instance / `AttackSpec` / factory `f(eps=...)`.
     `k` is the EOT draws of the suite's gradient attacks (None: the suite default, 1 for standard, 20 for rand;
     for a dict of attacks, the smallest `eot` the built white-box attacks declare, recorded and used by the checks).
+    `eps` None takes the command line's default, `gradguard.specs.default_eps(norm, channels)`: 0.3 or 8/255 for
+    linf, 2.0 or 0.5 for l2, on 1- or 3-channel images.
     """
     if y is None:
         if not hasattr(x, "tensors"):
@@ -224,6 +227,8 @@ def evaluate(
     x, y = x.detach().cpu(), y.detach().cpu().long()
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+    if eps is None:
+        eps = default_eps(norm, x.shape[1])
     eps_list = [float(eps)] if isinstance(eps, (int, float)) else [float(e) for e in eps]
     if not eps_list:
         raise ValueError("eps: expected at least one value")
