@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install gradguard with its test tools. torch is pinned to the CPU wheel these machines
-# carry: an unpinned torch would pull gigabytes of CUDA packages.
+# Create .venv (once) and install gradguard with its test tools. torch is pinned to the CPU wheel the development
+# and CI machines carry: an unpinned torch would pull gigabytes of CUDA packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
