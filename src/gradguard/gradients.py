@@ -19,10 +19,9 @@ from gradguard.module_state import Model
 
 __all__ = ["input_gradient", "forward_scores", "bpda", "BPDAWrapper", "Model"]
 
-#: Default cap on rows (samples x draws) per forward pass when `chunk_size` is None. Measured on the 2-core CPU dev
-#: machine (smallcnn, MNIST shape, one thread, EOT-PGD-10 with k=10 on 64 images): 10.3 s with 64- or 128-row
-#: passes, 12-13 s with 256 rows, and bare passes of 640 rows ~20% slower than of 64. A CPU gains nothing from
-#: big passes, so they stay at <= 128 rows; a GPU wants large passes, bounded only to keep memory in check.
+#: Default cap on rows (samples x draws) per forward pass when `chunk_size` is None. A CPU gains nothing from big
+#: passes (measurements in docs/attacks.md, Speed), so they stay at <= 128 rows; a GPU wants large passes, bounded
+#: only to keep memory in check.
 AUTO_CHUNK_ROWS = {"cpu": 128, "cuda": 8192}
 
 

@@ -21,8 +21,7 @@ def wants_channels_last(model: Model, x: Tensor) -> bool:
     """The automatic choice: a conv net attacked on CPU with image batches.
 
     A conv net is one with a 4-D parameter, so layers that call `F.conv2d` themselves (the PNI and Bayesian
-    weight-noise layers) count too: their attack passes run 1.09-1.17x faster, RSE noise nets' 1.2-1.4x
-    (`benchmarks/layout_speed.py`, docs/attacks.md).
+    weight-noise layers) count too: their attack passes gain as well (docs/attacks.md, "Channels-last on CPU").
     """
     return (
         isinstance(model, nn.Module)
@@ -38,10 +37,10 @@ def wants_channels_last(model: Model, x: Tensor) -> bool:
 def channels_last_layout(model: Model, enabled: bool = True) -> Iterator[Model]:
     """Hold the model's 4-D parameters in channels-last layout for the duration; restore the caller's tensors.
 
-    On CPU, oneDNN convolutions and max-pooling in this layout skip a reorder on every call: a forward+backward to
-    the input of the zoo's small MNIST CNNs runs 1.2-1.6x faster, a BatchNorm ResNet neither gains nor loses
-    (`benchmarks/layout_speed.py`, docs/attacks.md). Activations come out channels-last too, so a model that
-    flattens them with `.view` fails in this layout; `Attack` then reruns in the model's own layout.
+    On CPU, oneDNN convolutions and max-pooling in this layout skip a reorder on every call: the zoo's small MNIST
+    CNNs gain, a BatchNorm ResNet neither gains nor loses (docs/attacks.md, "Channels-last on CPU"). Activations
+    come out channels-last too, so a model that flattens them with `.view` fails in this layout; `Attack` then
+    reruns in the model's own layout.
     Only each parameter's ``.data`` is swapped, and swapped back on exit, so the parameter objects (and whatever
     holds them: optimizers, hooks) are untouched and the values are bit-identical afterwards.
     """

@@ -191,8 +191,8 @@ class _Run:
         self.amp = t.amp and cuda
         if cuda:
             torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
-        # Channels-last also pays on CPU: oneDNN skips a reorder per conv (docs/training.md, about 28% off a
-        # SmallCNN training step). Off by default so that documented seeded runs stay bit-for-bit reproducible.
+        # Channels-last also pays on CPU: oneDNN skips a reorder per conv (speed-up measured in docs/training.md).
+        # Off by default so that documented seeded runs stay bit-for-bit reproducible.
         self.channels_last = t.channels_last
         if t.batch_size < self.info.world_size:
             raise ValueError(f"train.batch_size = {t.batch_size} is smaller than the world size {self.info.world_size}")
