@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install gradguard with its test tools. torch is pinned to the CPU wheel these machines
-# carry: an unpinned torch would pull gigabytes of CUDA packages. torchattacks, the reference the attack
+# Create .venv (once) and install gradguard with its test tools. torch is pinned to the CPU wheel the development
+# and CI machines carry: an unpinned torch would pull gigabytes of CUDA packages. torchattacks, the reference the attack
 # cross-checks run against (tests/test_attacks_trained.py, which fail under CI=true without it), is installed with
 # --no-deps: its dependencies would pull torchvision, and it imports with what the dev extra already brings (scipy
 # through scikit-learn, tqdm through gradguard). A dev extra cannot say --no-deps, hence this script.

@@ -36,3 +36,20 @@ def test_cli_help_lists_every_subcommand(capsys):
     text = capsys.readouterr().out
     for name in SUBCOMMANDS:
         assert name in text
+
+
+def test_type_checkers_see_every_lazy_name():
+    """The imports under TYPE_CHECKING mirror the lazy table, so `gg.build_model` is typed, not Any."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(gg.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    seen = {}
+    for node in block.body:
+        assert isinstance(node, ast.ImportFrom)
+        for alias in node.names:
+            assert alias.asname == alias.name, f"{alias.name} must be re-exported as itself"
+            seen[alias.name] = node.module
+    expected = {name: "gradguard" for name in gg._SUBMODULES} | dict(gg._NAMES)
+    assert seen == expected

@@ -254,7 +254,7 @@ def network_from_info(info: Mapping[str, Any]) -> nn.Module:
     """
     from gradguard.models import build_model
 
-    model = build_model(info["model"], info["dataset"], **info.get("model_args", {}))
+    model: nn.Module = build_model(info["model"], info["dataset"], **info.get("model_args", {}))
     kind = info.get("randomization", "none")
     if kind and kind != "none":
         from gradguard.models import randomize

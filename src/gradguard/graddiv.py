@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradguard.attacks import eval_mode
 from gradguard.draws import forward_replicas
+from gradguard.module_state import eval_mode
 
 __all__ = [
     "REGULARIZERS",

@@ -12,23 +12,20 @@ gradients; dividing by `k` gives their mean exactly.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import overload
 
 import torch
 from torch import Tensor, nn
 
 from gradguard.draws import draws_per_pass
 from gradguard.losses import LossFn, get_loss
+from gradguard.module_state import Model
 
 __all__ = ["input_gradient", "forward_scores", "bpda", "BPDAWrapper", "Model"]
 
-#: What attacks and gradient estimators accept: a module, or any function from a batch to logits.
-Model = nn.Module | Callable[[Tensor], Tensor]
-
-
-#: Default cap on rows (samples x draws) per forward pass when `chunk_size` is None. Measured on the 2-core CPU dev
-#: machine (smallcnn, MNIST shape, one thread, EOT-PGD-10 with k=10 on 64 images): 10.3 s with 64- or 128-row
-#: passes, 12-13 s with 256 rows, and bare passes of 640 rows ~20% slower than of 64. A CPU gains nothing from
-#: big passes, so they stay at <= 128 rows; a GPU wants large passes, bounded only to keep memory in check.
+#: Default cap on rows (samples x draws) per forward pass when `chunk_size` is None. A CPU gains nothing from big
+#: passes (measurements in docs/attacks.md, Speed), so they stay at <= 128 rows; a GPU wants large passes, bounded
+#: only to keep memory in check.
 AUTO_CHUNK_ROWS = {"cpu": 128, "cuda": 8192}
 
 
@@ -47,6 +44,10 @@ def _rows_per_chunk(n: int, eot: int, chunk_size: int | None, device: torch.devi
     return max(1, int(chunk_size) // eot)
 
 
+@overload
+def _repeat(t: Tensor, d: int) -> Tensor: ...
+@overload
+def _repeat(t: None, d: int) -> None: ...
 def _repeat(t: Tensor | None, d: int) -> Tensor | None:
     return t if t is None or d == 1 else t.repeat_interleave(d, dim=0)
 

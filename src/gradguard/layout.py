@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gradguard.gradients import Model
+from gradguard.module_state import Model
 
 __all__ = ["wants_channels_last", "channels_last_input", "is_layout_error"]
 
@@ -24,7 +24,7 @@ def wants_channels_last(model: Model, x: Tensor) -> bool:
     """The automatic choice: a conv net attacked on CPU with image batches.
 
     A conv net is one with a 4-D parameter, so layers that call `F.conv2d` themselves (the PNI and Bayesian
-    weight-noise layers) count too (`benchmarks/layout_speed.py`, docs/attacks.md).
+    weight-noise layers) count too: their attack passes gain as well (docs/attacks.md, "Channels-last on CPU").
     """
     return (
         isinstance(model, nn.Module)
@@ -39,10 +39,12 @@ def wants_channels_last(model: Model, x: Tensor) -> bool:
 def channels_last_input(model: Model, enabled: bool = True) -> Model:
     """`model` itself, or (when `enabled`) a function that hands it its 4-D inputs in channels-last layout.
 
-    On CPU a forward+backward to the input of the zoo's small MNIST CNNs runs 1.2-1.6x faster this way, a BatchNorm
-    ResNet neither gains nor loses (`benchmarks/layout_speed.py`, docs/attacks.md). `.to` gives the canonical
-    channels-last strides also to one-channel (grey) images, which `contiguous(memory_format=...)` would leave NCHW;
-    gradients flow back to the caller's layout.
+    On CPU, oneDNN convolutions and max-pooling in this layout skip a reorder on every call: the zoo's small MNIST
+    CNNs gain, a BatchNorm ResNet neither gains nor loses (docs/attacks.md, "Channels-last on CPU"). Activations
+    come out channels-last too, so a model that flattens them with `.view` fails in this layout; `Attack` then
+    reruns in the model's own layout. `.to` gives the canonical channels-last strides also to one-channel (grey)
+    images, which `contiguous(memory_format=...)` would leave NCHW; gradients flow back to the caller's layout, and
+    the caller's parameters are never touched.
     """
     if not enabled:
         return model

@@ -122,6 +122,16 @@ class L2Ball(ThreatModel):
         return (x_adv - x).flatten(1).norm(dim=1)
 
 
-def threat_model(norm: str, eps: float) -> ThreatModel:
-    """Build the ball for `norm` (any spelling `normalize_norm` accepts)."""
+def threat_model(norm: str = "linf", eps: float | None = None) -> ThreatModel:
+    """Build the ball of radius `eps` for `norm` (any spelling `normalize_norm` accepts).
+
+    Keywords read as the attacks do: ``threat_model(eps=0.3, norm="linf")``; the positional form is
+    ``threat_model("linf", 0.3)`` (norm first), and a radius in the norm's place is an error rather than a swapped
+    ball (the numbers `float("inf")` and `2` name norms).
+    """
+    if isinstance(norm, (int, float)) and not isinstance(norm, bool) and norm not in (2, float("inf")):
+        raise TypeError(f"threat_model: norm must name a norm such as 'linf', got {norm!r}; positionally the norm "
+                        f"comes first (threat_model('linf', 0.3)), or use keywords: threat_model(eps=0.3, norm='linf')")
+    if eps is None:
+        raise TypeError("threat_model: eps is required, e.g. threat_model(eps=0.3, norm='linf')")
     return LinfBall(eps) if normalize_norm(norm) == "linf" else L2Ball(eps)

@@ -1,4 +1,4 @@
-"""Common plumbing of every attack: the `Attack` base class and the `eval_mode` context manager.
+"""Common plumbing of every attack: the `Attack` base class (`eval_mode` lives in `gradguard.module_state`).
 
 An attack is built with keyword hyperparameters and called as ``attack(model, x, y) -> x_adv``. The base class
 owns what every attack must get right and nobody should re-implement: putting the model in eval mode and freezing
@@ -10,44 +10,19 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from gradguard.gradients import Model, forward_scores, input_gradient
+from gradguard.gradients import forward_scores, input_gradient
 from gradguard.inputs import check_attack_inputs, check_eps, check_label_range, explain_index_error
 from gradguard.layout import channels_last_input, is_layout_error, wants_channels_last
 from gradguard.losses import LossFn, success
+from gradguard.module_state import Model, eval_mode
 from gradguard.threat import Norm, ThreatModel, normalize_norm, threat_model
 
 __all__ = ["Attack", "eval_mode", "Model"]
-
-
-@contextmanager
-def eval_mode(model: Model, *, freeze: bool = True) -> Iterator[Model]:
-    """Put every submodule in eval mode and (with `freeze`) stop parameter gradients; restore both on exit.
-
-    Flags are restored per module and per parameter, so a model that was deliberately half in train mode comes
-    back exactly as it was. Plain callables pass through untouched.
-    """
-    if not isinstance(model, nn.Module):
-        yield model
-        return
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.eval()
-        if freeze:
-            for p, _ in flags:
-                p.requires_grad_(False)
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def _bshape(v: Tensor, like: Tensor) -> Tensor:
@@ -109,7 +84,7 @@ class Attack:
         if int(eot) < 1:
             raise ValueError(f"eot must be >= 1, got {eot}")
         check_eps(eps)  # PGD(eps="0.3") is a mistake, not a radius
-        self.norm = norm  # type: ignore[assignment]  # the setter normalises the spelling
+        self.norm = norm  # the setter normalises the spelling
         self.eps = None if eps is None else float(eps)
         if self.eps is not None:
             threat_model(norm, self.eps)  # validates norm and eps early, with a clear message
@@ -127,7 +102,7 @@ class Attack:
 
     # ----------------------------------------------------------------------------------------------- public API
     def __repr__(self) -> str:
-        keys = ("eps", "norm", "steps", "alpha", "restarts", "loss", "eot", "targeted")
+        keys = ("eps", "norm", "steps", "n_queries", "alpha", "restarts", "loss", "eot", "targeted")
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in keys if hasattr(self, k))
         return f"{type(self).__name__}({args})"
 

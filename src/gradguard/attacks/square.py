@@ -94,7 +94,9 @@ class Square(Attack):
 
     @property
     def steps(self) -> int:
-        return self.n_queries
+        """Removed alias: a query budget is not a step count, so it has one name, `n_queries`."""
+        raise AttributeError("Square has no 'steps' (removed 2026-12-02): its budget is n_queries, "
+                             "e.g. Square(eps=0.3, n_queries=5000).n_queries")
 
     def _perturb(self, model: Model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         if x.dim() != 4:

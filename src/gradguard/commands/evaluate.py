@@ -24,11 +24,6 @@ then Square on the same k draws (AutoAttack's defaults: 100 steps, 9 targets, 50
 The n points are the first n of the test split. Exit status 3 with --strict when a masking check fires.
 """
 
-_DEFAULT_EPS = {
-    ("linf", "small"): 0.3, ("linf", "rgb"): 8 / 255, ("l2", "small"): 2.0, ("l2", "rgb"): 0.5,
-}
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
                         help="exported model: model.safetensors, its .json, or a run directory")
@@ -81,6 +76,7 @@ def _evaluate(args: argparse.Namespace, rank: int, device: str) -> int:
     from gradguard import data
     from gradguard.checkpoint import CheckpointError, load_model
     from gradguard.evaluation import evaluate
+    from gradguard.specs import default_eps
 
     say = (lambda s: None) if args.quiet or rank else (lambda s: print(s, file=sys.stderr, flush=True))
     path = Path(args.checkpoint)
@@ -104,7 +100,7 @@ def _evaluate(args: argparse.Namespace, rank: int, device: str) -> int:
         test = test.subset(range(args.n))
     eps = args.eps
     if eps is None:
-        eps = [_DEFAULT_EPS[(args.norm, "rgb" if test.spec.channels == 3 else "small")]]
+        eps = [default_eps(args.norm, test.spec.channels)]
     suite = args.suite + (" (quick: overstates robust accuracy)" if args.quick else "")
     say(f"evaluating {path} on {len(test)} {dataset} test points ({test.source}), suite {suite}, "
         f"{args.norm} eps {eps}, m={args.m}, k={args.k or 'suite default'}, {args.mode}, device {device}")

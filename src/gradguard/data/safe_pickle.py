@@ -28,7 +28,7 @@ __all__ = ["safe_loads", "ALLOWED_GLOBALS"]
 try:  # numpy >= 2 moved the reconstructor; pickles name either module
     from numpy._core.multiarray import _reconstruct
 except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core.multiarray import _reconstruct
+    from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
 
 
 def _latin1_encode(obj: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
@@ -54,12 +54,13 @@ class _RestrictedUnpickler(pickle._Unpickler):  # noqa: SLF001 - the Python unpi
     dispatch = dict(pickle._Unpickler.dispatch)  # noqa: SLF001
 
     def load_build(self) -> None:
-        target = self.stack[-2] if len(self.stack) >= 2 else None
+        stack = self.stack  # type: ignore[attr-defined]  # the Python unpickler's working stack
+        target = stack[-2] if len(stack) >= 2 else None
         if not isinstance(target, (np.ndarray, np.dtype)):
             raise _Refused(f"refusing to set the state of a {type(target).__name__} (only arrays and dtypes)")
-        pickle._Unpickler.load_build(self)  # noqa: SLF001
+        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]  # noqa: SLF001
 
-    dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.BUILD[0]] = load_build  # type: ignore[assignment]  # a subclass method in its own table
 
     def find_class(self, module: str, name: str) -> Any:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,7 @@ def read_cifar_source(path: Path) -> Found:
     if is_archive(path) and path.name == cifar.ARCHIVE:
         splits, sums = cifar.read_batch_archive(path, md5=MD5["cifar10"])
         return Found(splits, f"CIFAR-10 python batches from {path}", sums, True, _VERIFIED)
-    sums: dict[str, str] = {}
+    sums = {}
     verified, verification = False, "no published checksum for an unpacked image folder; decoded and counted only"
     if is_archive(path):
         data = path.read_bytes()
@@ -137,22 +138,22 @@ def locate_in_dir(name: str, root: Path) -> Located | None:
     root = Path(root).expanduser()
     if name in ("mnist", "fashion-mnist"):
         torch_dir = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}[name]
-        for folder in (root, root / name, root / name / "raw", root / torch_dir / "raw"):
-            files = mnist.find_idx_files(folder)
+        for idx_dir in (root, root / name, root / name / "raw", root / torch_dir / "raw"):
+            files = mnist.find_idx_files(idx_dir)
             if files is not None:
-                return Located(list(files.values()), lambda f=folder: read_idx_source(name, f, f"idx files in {f}"))
+                return Located(list(files.values()), partial(read_idx_source, name, idx_dir, f"idx files in {idx_dir}"))
         return None
     if name == "cifar10":
         batches = cifar.find_batch_folder(root) if root.is_dir() else None
         if batches is not None:
             paths = [batches / n for names in cifar.BATCHES.values() for n in names]
-            return Located(paths, lambda: read_cifar_source(batches))
+            return Located(paths, partial(read_cifar_source, batches))
         for candidate in (root, root / cifar.ARCHIVE):
             if is_archive(candidate) and candidate.name == cifar.ARCHIVE:
-                return Located([candidate], lambda c=candidate: read_cifar_source(c))
+                return Located([candidate], partial(read_cifar_source, candidate))
         folder = find_image_folder(root, [CIFAR_JPEG, "cifar10"])
         if folder is not None:
-            return Located([folder], lambda: read_cifar_source(folder))
+            return Located([folder], partial(read_cifar_source, folder))
         return None
     if name == "stl10":
         folder = stl10.find_stl10_folder(root)

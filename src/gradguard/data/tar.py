@@ -77,6 +77,7 @@ def extract_tar_files(
                 if out is not None:
                     out.close()
                 current, out = i, open(dest / base_name(name), "wb")  # noqa: SIM115 - closed below
+            assert out is not None  # opened at the first chunk (current starts at -1)
             out.write(chunk)
     finally:
         if out is not None:

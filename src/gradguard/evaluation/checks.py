@@ -8,6 +8,7 @@ and flagging are split so that a distributed run can sum the counts of all ranks
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -141,7 +142,7 @@ def monotonic_flag(
     A larger ball contains the smaller one, so a correct attack can only do better with more budget.
     """
     order = sorted(range(len(eps)), key=lambda i: eps[i])
-    rises: list[dict[str, object]] = []
+    rises: list[dict[str, Any]] = []
     curves: dict[str, list[float | None]] = {"worst-case": list(worst), **per_attack}
     for name, curve in curves.items():
         for a, b in zip(order, order[1:], strict=False):

@@ -9,12 +9,13 @@ that at most `batch_size` rows go through the network at once.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
-from gradguard.attacks import eval_mode as _eval_mode
 from gradguard.draws import draws_per_pass
+from gradguard.module_state import eval_mode as _eval_mode
 
 __all__ = ["eval_mode", "predict", "predict_labels", "detect_randomness", "model_device"]
 
@@ -22,7 +23,7 @@ __all__ = ["eval_mode", "predict", "predict_labels", "detect_randomness", "model
 def eval_mode(model: nn.Module) -> AbstractContextManager[nn.Module]:
     """Every submodule in eval mode, each one's own flag restored on exit (BatchNorm/dropout bugs).
 
-    `gradguard.attacks.eval_mode` without freezing: parameters keep their `requires_grad`.
+    `gradguard.module_state.eval_mode` without freezing: parameters keep their `requires_grad`.
     """
     return _eval_mode(model, freeze=False)
 
@@ -36,10 +37,8 @@ def model_device(model: nn.Module) -> torch.device:
 
 def _is_randomized_flag(model: nn.Module) -> bool | None:
     """Ask the model zoo whether `model` carries randomized layers; None when the zoo cannot tell."""
-    try:
-        from gradguard.models import is_randomized
-    except ImportError:
-        return None
+    from gradguard.models import is_randomized  # lazy: the zoo loads only when an evaluation needs it
+
     try:
         return bool(is_randomized(model))
     except Exception:  # a foreign model the zoo does not know
@@ -96,7 +95,7 @@ def predict(
                 xc = xc.unsqueeze(0).expand(per_pass, *xc.shape).reshape(per_pass * b, *xc.shape[1:])
             probs = sum(torch.softmax(model(xc).float(), dim=1).view(per_pass, b, -1).sum(0)
                         for _ in range(draws // per_pass))
-            out.append((probs / draws).cpu())  # type: ignore[operator]
+            out.append((cast(Tensor, probs) / draws).cpu())
     if not out:
         return torch.empty(0, 0)
     return torch.cat(out)

@@ -32,6 +32,7 @@ from gradguard.evaluation.result import AttackRecord, EvalResult
 from gradguard.evaluation.suites import SUITE_DEFAULT_K, AttackSpec, attack_settings, build_suite
 from gradguard.inputs import check_attack_inputs, check_label_range
 from gradguard.passes import PassCounter
+from gradguard.specs import default_eps
 from gradguard.threat import normalize_norm
 
 __all__ = ["evaluate", "MODES"]
@@ -48,11 +49,8 @@ def _seeded_randomness(model: nn.Module, seed: int, device: torch.device) -> Ite
     Without this they draw from the global RNG: the evaluation would be irreproducible and would disturb the
     caller's random stream. Layers that already have a generator keep it (the caller chose it).
     """
-    try:
-        from gradguard.models import random_layers
-    except ImportError:
-        yield
-        return
+    from gradguard.models import random_layers  # lazy: the zoo loads only when an evaluation needs it
+
     layers = [layer for layer in random_layers(model) if getattr(layer, "generator", None) is None]
     if layers:
         gen = torch.Generator(device=device)
@@ -202,7 +200,7 @@ def evaluate(
     x: Any,
     y: Tensor | None = None,
     attacks: str | Mapping[str, AttackLike] = "standard",
-    eps: float | list[float] | tuple[float, ...] = (0.3,),
+    eps: float | list[float] | tuple[float, ...] | None = None,
     *,
     norm: str = "linf",
     m: int = 1,
@@ -222,6 +220,8 @@ def evaluate(
     suite name ("standard", "rand") or a dict name -> attack instance / `AttackSpec` / factory `f(eps=...)`.
     `k` is the EOT draws of the suite's gradient attacks (None: the suite default, 1 for standard, 20 for rand;
     for a dict of attacks, the smallest `eot` the built white-box attacks declare, recorded and used by the checks).
+    `eps` None takes the command line's default, `gradguard.specs.default_eps(norm, channels)`: 0.3 or 8/255 for
+    linf, 2.0 or 0.5 for l2, on 1- or 3-channel images.
     """
     if y is None:
         if not hasattr(x, "tensors"):
@@ -231,6 +231,8 @@ def evaluate(
     x, y = x.detach().cpu(), y.detach().cpu().long()
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+    if eps is None:
+        eps = default_eps(norm, x.shape[1])
     eps_list = [float(eps)] if isinstance(eps, (int, float)) else [float(e) for e in eps]
     if not eps_list:
         raise ValueError("eps: expected at least one value")
@@ -272,8 +274,8 @@ def evaluate(
         stats = {a: [[0.0, 0.0, 0.0] for _ in eps_list] for a in names}  # wall, grad evals, queries
         for e, eps_value in enumerate(eps_list):
             robust = correct_l.clone()
-            for a, name in enumerate(names):
-                attack = _instantiate(name, specs[name], eps_value, seed + 1000 * e + a)
+            for j, name in enumerate(names):
+                attack = _instantiate(name, specs[name], eps_value, seed + 1000 * e + j)
                 settings[name].append(attack_settings(attack))
                 if e == 0 and not isinstance(specs[name], AttackSpec):
                     kinds[name] = _kind(attack)  # a factory only shows its kind once built

@@ -247,9 +247,9 @@ class EvalResult:
             mode=d["mode"],
             suite=d["suite"],
             randomized=bool(d["randomized"]),
-            clean_correct=decode_bits([d["clean_correct"]])[0] if d["clean_correct"] else torch.zeros(0, dtype=bool),
+            clean_correct=decode_bits([d["clean_correct"]])[0] if d["clean_correct"] else torch.zeros(0).bool(),
             clean_correct_single=(
-                decode_bits([d["clean_correct_single"]])[0] if d["clean_correct_single"] else torch.zeros(0, dtype=bool)
+                decode_bits([d["clean_correct_single"]])[0] if d["clean_correct_single"] else torch.zeros(0).bool()
             ),
             success=decode_bits(d["success"]).view(len(d["eps"]), int(d["n"])),
             attacks={name: AttackRecord.from_dict(a) for name, a in d["attacks"].items()},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradguard.data.specs import DatasetSpec
+from gradguard.specs import DatasetSpec
 
 __all__ = ["SizeError", "require"]
 

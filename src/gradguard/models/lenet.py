@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from gradguard.data.specs import DatasetSpec
 from gradguard.models._common import require
+from gradguard.specs import DatasetSpec
 
 __all__ = ["LeNet5", "build_lenet5"]
 
@@ -40,4 +40,4 @@ class LeNet5(nn.Module):
 
 def build_lenet5(spec: DatasetSpec, **kw: object) -> LeNet5:
     require(_geometry(spec.size)[1] >= 1, "lenet5", spec, "square images of at least 12x12 (e.g. MNIST 28x28)")
-    return LeNet5(spec.channels, spec.num_classes, spec.size, **kw)  # type: ignore[arg-type]
+    return LeNet5(spec.channels, spec.num_classes, spec.size, **kw)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from gradguard.data.specs import DatasetSpec
 from gradguard.models._common import require
+from gradguard.specs import DatasetSpec
 
 __all__ = ["MadryCNN", "build_madry_cnn"]
 
@@ -32,4 +32,4 @@ class MadryCNN(nn.Module):
 
 def build_madry_cnn(spec: DatasetSpec, **kw: object) -> MadryCNN:
     require(spec.size >= 4, "madry-cnn", spec, "square images of at least 4x4")
-    return MadryCNN(spec.channels, spec.num_classes, spec.size, **kw)  # type: ignore[arg-type]
+    return MadryCNN(spec.channels, spec.num_classes, spec.size, **kw)

@@ -17,6 +17,9 @@ class Normalize(nn.Module):
     statistics it was trained with) and never receive gradients.
     """
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if len(mean) != len(std):

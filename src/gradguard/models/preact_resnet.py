@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradguard.data.specs import DatasetSpec
+from gradguard.specs import DatasetSpec
 
 __all__ = ["PreActBlock", "PreActResNet", "build_preact_resnet18"]
 
@@ -64,4 +64,4 @@ class PreActResNet(nn.Module):
 
 
 def build_preact_resnet18(spec: DatasetSpec, **kw: object) -> PreActResNet:
-    return PreActResNet((2, 2, 2, 2), spec.channels, spec.num_classes, **kw)  # type: ignore[arg-type]
+    return PreActResNet((2, 2, 2, 2), spec.channels, spec.num_classes, **kw)

@@ -56,8 +56,8 @@ class RandomLayer(nn.Module):
             key = (name, full, like.device, like.dtype, dist)
             cached = self._frozen_cache.get(key)
             if cached is None:
-                g = torch.Generator().manual_seed(mix_seed(self.frozen_seed, name))
-                raw = torch.randn(full, generator=g) if dist == "normal" else torch.rand(full, generator=g)
+                local = torch.Generator().manual_seed(mix_seed(self.frozen_seed, name))
+                raw = torch.randn(full, generator=local) if dist == "normal" else torch.rand(full, generator=local)
                 cached = raw.to(device=like.device, dtype=like.dtype)
                 self._frozen_cache[key] = cached
             return cached
@@ -78,6 +78,8 @@ class GaussianNoise(RandomLayer):
     `channel_scale` (a per-channel factor, e.g. 1 / dataset std) lets the first layer's std be stated in pixel
     units although the layer sits after the model's Normalize.
     """
+
+    channel_scale: Tensor | None
 
     def __init__(self, std: float, channel_scale: Tensor | None = None) -> None:
         super().__init__()

@@ -89,7 +89,8 @@ def randomize(model: nn.Module, kind: str, **settings: Any) -> nn.Module:
     full = {**KINDS[key], **settings}
     new = copy.deepcopy(model)
     new = _SURGERY[key](new, full)
-    new.randomization = [*getattr(model, "randomization", []), {"kind": key, **full}]
+    # A plain attribute: nn.Module's __setattr__ stub admits only tensors and modules.
+    new.randomization = [*getattr(model, "randomization", []), {"kind": key, **full}]  # type: ignore[assignment]
     return new
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -62,12 +62,12 @@ class GradientReversal(torch.autograd.Function):
     """Identity forward, gradient times ``-scale`` backward: the min-max game in one backward pass."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:
         ctx.scale = scale
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         return -ctx.scale * grad, None
 
 
@@ -103,8 +103,10 @@ class LearnedResponse(nn.Module):
         self.sharpness = float(sharpness)
         chans = [2] + [hidden] * (layers - 1) + [1]
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(chans[:-1], chans[1:], strict=True))
-        nn.init.zeros_(self.convs[-1].weight)
-        nn.init.zeros_(self.convs[-1].bias)
+        last = cast(nn.Conv2d, self.convs[-1])
+        nn.init.zeros_(last.weight)
+        if last.bias is not None:
+            nn.init.zeros_(last.bias)
 
     def residual(self, act: Tensor, grad_n: Tensor) -> Tensor:
         """The learned correction, same shape as the tap; (N, D) taps are treated as (N, D, 1, 1) pixels."""
@@ -193,7 +195,7 @@ class SelfGradientNetwork(nn.Module):
         return self.responses.parameters()
 
     @contextmanager
-    def _hooks(self, fn_for_tap) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    def _hooks(self, fn_for_tap) -> Iterator[None]:
         modules = dict(self.backbone.named_modules())
         handles = [modules[t].register_forward_hook(fn_for_tap(t)) for t in self.hidden_taps]
         try:
@@ -208,7 +210,7 @@ class SelfGradientNetwork(nn.Module):
         if INPUT_TAP in self.taps:
             acts[INPUT_TAP] = x
 
-        def record(tap: str):  # type: ignore[no-untyped-def]
+        def record(tap: str):
             def hook(_m: nn.Module, _i: object, out: Tensor) -> None:
                 if not isinstance(out, Tensor):
                     raise TypeError(f"tap {tap!r} must output a tensor, got {type(out).__name__}")
@@ -225,7 +227,7 @@ class SelfGradientNetwork(nn.Module):
     def perturbed_forward(self, x_adv: Tensor, hidden_deltas: dict[str, Tensor]) -> Tensor:
         """Backbone forward on `x_adv` with ``hidden_deltas[tap]`` added to each hidden tap's output."""
 
-        def inject(tap: str):  # type: ignore[no-untyped-def]
+        def inject(tap: str):
             def hook(_m: nn.Module, _i: object, out: Tensor) -> Tensor:
                 return out + hidden_deltas[tap]
 

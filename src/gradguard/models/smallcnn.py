@@ -8,11 +8,12 @@ first fully connected layer (as in TRADES' `models/small_cnn.py`). The flatten s
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import cast
 
 from torch import Tensor, nn
 
-from gradguard.data.specs import DatasetSpec
 from gradguard.models._common import require
+from gradguard.specs import DatasetSpec
 
 __all__ = ["SmallCNN", "build_smallcnn"]
 
@@ -45,10 +46,12 @@ class SmallCNN(nn.Module):
         for m in self.features:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         if zero_init_last:  # TRADES' choice; off by default because it zeroes every input gradient at init
-            nn.init.zeros_(self.classifier.fc3.weight)
-            nn.init.zeros_(self.classifier.fc3.bias)
+            fc3 = cast(nn.Linear, self.classifier.fc3)
+            nn.init.zeros_(fc3.weight)
+            nn.init.zeros_(fc3.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x).flatten(1))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from gradguard.data.specs import DatasetSpec
 from gradguard.models._common import require
+from gradguard.specs import DatasetSpec
 
 __all__ = ["VGG", "build_vgg16"]
 
@@ -38,4 +38,4 @@ class VGG(nn.Module):
 
 def build_vgg16(spec: DatasetSpec, **kw: object) -> VGG:
     require(spec.size >= 32, "vgg16", spec, "square images of at least 32x32 (five 2x2 poolings)")
-    return VGG(VGG16_CFG, spec.channels, spec.num_classes, **kw)  # type: ignore[arg-type]
+    return VGG(VGG16_CFG, spec.channels, spec.num_classes, **kw)

@@ -12,6 +12,8 @@ uses one fixed weight draw: both are exact sample models.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -36,7 +38,7 @@ class WeightNoiseLayer(RandomLayer):
             if layer.padding_mode != "zeros" or isinstance(layer.padding, str) and layer.padding != "valid":
                 raise ValueError(f"{type(self).__name__}: only zero-padded convolutions are supported, got {layer}")
             self.op_kind = "conv"
-            self.conv_args = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+            self.conv_args: dict[str, Any] = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                                   groups=layer.groups)
             self.in_features, self.out_features = layer.in_channels, layer.out_channels
         elif isinstance(layer, nn.Linear):
@@ -70,7 +72,7 @@ class WeightNoiseLayer(RandomLayer):
         if self.frozen or not self.per_sample:
             batch = None
             w = self.weight + s_w * self.draw("weight", tuple(self.weight.shape), self.weight, batch=batch)
-            b = self.bias
+            b: Tensor | None = self.bias
             if b is not None and s_b is not None:
                 b = b + s_b * self.draw("bias", tuple(b.shape), b, batch=batch)
             return self._op(x, w, b)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradguard.data.specs import DatasetSpec
+from gradguard.specs import DatasetSpec
 
 __all__ = ["WideBlock", "WideResNet", "build_wrn"]
 

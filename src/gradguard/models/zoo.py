@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from gradguard.data.specs import DatasetSpec, get_spec
 from gradguard.models.lenet import build_lenet5
 from gradguard.models.madry_cnn import build_madry_cnn
 from gradguard.models.normalization import Normalize
@@ -19,6 +18,7 @@ from gradguard.models.stl10_cnn import build_stl10_cnn
 from gradguard.models.strided_cnn import build_strided_cnn
 from gradguard.models.vgg import build_vgg16
 from gradguard.models.wide_resnet import build_wrn
+from gradguard.specs import DatasetSpec, get_spec
 
 __all__ = ["ZooEntry", "ZooModel", "build_model", "list_models", "MODELS"]
 

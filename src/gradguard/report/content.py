@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ def run_document(r: RunRecord, out_dir: Path) -> Document:
     train_recs = r.records("train")
     steps = [t["step"] for t in train_recs]
     for key, label in (("loss", "training loss"), ("acc", "training accuracy")):
-        png = line_plot(out_dir / f"train_{key}.png", {label: (steps, [t.get(key) for t in train_recs])},
+        png = line_plot(out_dir / f"train_{key}.png", {label: (steps, [t.get(key, math.nan) for t in train_recs])},
                         title=label, xlabel="optimizer step", ylabel=key)
         if png:
             doc.add(Image(png, label))

@@ -27,7 +27,7 @@ def pgd_maximize(model: nn.Module, x: Tensor, y: Tensor, threat: ThreatModel, *,
     x = x.detach()
     x_adv = threat.random_init(x, generator) if random_start else x.clone()
     for _ in range(steps):
-        grad, _ = input_gradient(model, x_adv, y, loss, eot=eot)
+        grad = input_gradient(model, x_adv, y, loss, eot=eot)[0]
         x_adv = threat.project(threat.step(x_adv, grad, alpha), x)
     return x_adv.detach()
 

@@ -93,15 +93,15 @@ def allreduce_grads(params: list[nn.Parameter], local_n: int, global_n: int, ext
     Each rank's gradient is that of its local mean loss, so sum_r (n_r / N) g_r is the gradient of the global mean.
     Returns the reduced `extra`.
     """
-    with_grad = [p for p in params if p.grad is not None]
-    flat = torch.cat([p.grad.reshape(-1) for p in with_grad] + [extra.detach().float().reshape(-1).to(
-        with_grad[0].grad.device if with_grad else extra.device)])
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads] + [extra.detach().float().reshape(-1).to(
+        grads[0].device if grads else extra.device)])
     flat.mul_(local_n / global_n)
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     offset = 0
-    for p in with_grad:
-        k = p.grad.numel()
-        p.grad.copy_(flat[offset: offset + k].view_as(p.grad))
+    for g in grads:
+        k = g.numel()
+        g.copy_(flat[offset: offset + k].view_as(g))
         offset += k
     return flat[offset:].view_as(extra)
 

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from torch import nn
 
-from gradguard.attacks import eval_mode
+from gradguard.module_state import eval_mode
 
 __all__ = ["crafting_mode", "CraftMode", "BNMode", "CraftingSettings", "mode_only"]
 

@@ -1,4 +1,4 @@
-"""Optimizers from the train config: SGD (momentum, Nesterov, weight decay) and Adam."""
+"""Optimizers: SGD (momentum, Nesterov, weight decay) and Adam, from the settings `[train]` names (not the config)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,20 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from gradguard.config import TrainConfig
-
 __all__ = ["build_optimizer", "set_lr"]
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable[nn.Parameter], *, optimizer: str, lr: float, momentum: float = 0.9,
+                    nesterov: bool = False, weight_decay: float = 5e-4,
+                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    """The optimizer over the parameters that require gradients; arguments mirror the `[train]` keys."""
     params = [p for p in params if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-                               weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
+                               weight_decay=weight_decay)
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(betas[0], betas[1]), weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {optimizer!r}")
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

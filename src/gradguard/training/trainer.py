@@ -55,7 +55,7 @@ from gradguard.training.recipe import Recipe, StepContext
 from gradguard.training.recipes import build_recipe
 from gradguard.training.schedules import lr_factor
 from gradguard.training.seeding import derive_seed, make_generator, seed_everything
-from gradguard.training.validation import robust_validate, val_attack_steps
+from gradguard.training.validation import build_val_attack, robust_validate, val_attack_steps
 
 __all__ = ["train", "NonFiniteLossError", "NonFiniteWeightsError", "ResumeError", "Progress", "prepare_data",
            "build_network"]
@@ -227,8 +227,8 @@ class _Run:
         self.amp = t.amp and cuda
         if cuda:
             torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
-        # Channels-last also pays on CPU: oneDNN skips a reorder per conv (docs/training.md, about 28% off a
-        # SmallCNN training step). Off by default so that documented seeded runs stay bit-for-bit reproducible.
+        # Channels-last also pays on CPU: oneDNN skips a reorder per conv (speed-up measured in docs/training.md).
+        # Off by default so that documented seeded runs stay bit-for-bit reproducible.
         self.channels_last = t.channels_last
         if t.batch_size < self.info.world_size:
             raise ValueError(f"train.batch_size = {t.batch_size} is smaller than the world size {self.info.world_size}")
@@ -252,13 +252,14 @@ class _Run:
         self.recipe: Recipe = build_recipe(t.recipe, **t.recipe_args)
         self.trained = self.recipe.wrap(model).to(self.device)
         if self.channels_last:
-            self.trained = self.trained.to(memory_format=torch.channels_last)
+            self.trained = self.trained.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.plain = self.recipe.unwrap(self.trained)
         if self.info.enabled:
             ddp.broadcast_module(self.trained)
             seed_everything(derive_seed(cfg.seed, "rank", self.info.rank) % (2**63))  # per-rank dropout draws
         self.params = [p for p in self.trained.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(self.params, t)
+        self.optimizer = build_optimizer(self.params, optimizer=t.optimizer, lr=t.lr, momentum=t.momentum,
+                                         nesterov=t.nesterov, weight_decay=t.weight_decay, betas=t.betas)
         self.recipe_gen = make_generator(cfg.seed, "recipe", self.info.rank, device=self.device)
 
         n = len(self.train_set)
@@ -370,14 +371,16 @@ class _Run:
         t0 = time.perf_counter()
         snap = self.counter.snapshot()
         gen = make_generator(self.cfg.seed, "val", device=self.device)
-        res = robust_validate(self.plain, self.val_x, self.val_y, self.cfg.train, eps=self.val_eps, generator=gen,
-                              info=self.info)
+        t = self.cfg.train
+        chain = build_val_attack(t.val_attack, eps=self.val_eps, norm=t.norm, steps=t.val_attack_steps,
+                                 alpha=t.val_attack_alpha, targets=t.val_attack_targets, generator=gen)
+        res = robust_validate(self.plain, self.val_x, self.val_y, chain, batch_size=t.val_batch_size, info=self.info)
         self._sync()
         self.p.val_passes += self.counter.since(snap, min(self.cfg.train.val_batch_size, len(self.val_y)))[0]
         self.p.val_wall_s += time.perf_counter() - t0
         record = {"kind": "val", "epoch": self._epochs_done(), "step": self.p.step, "wall_s": self.p.wall_s,
                   "fb_passes": self.p.fb_passes, "fwd_passes": self.p.fwd_passes, **res, "val_eps": self.val_eps,
-                  "val_attack": self.cfg.train.val_attack, "val_attack_steps": val_attack_steps(self.cfg.train),
+                  "val_attack": t.val_attack, "val_attack_steps": val_attack_steps(t.val_attack, t.val_attack_steps),
                   "val_n": len(self.val_y), "val_wall_s": self.p.val_wall_s, "val_passes": self.p.val_passes}
         self.log.write(record)
         if self.cfg.train.keep_val_models and self.info.is_main:  # for re-scoring the curve offline

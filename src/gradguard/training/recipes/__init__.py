@@ -2,12 +2,18 @@
 
 Each module defines one `Recipe` subclass with a nested pydantic `Config` (extra keys forbidden) whose defaults are
 the published ones. Modules are imported lazily so that a recipe's dependencies load only when it is used.
+
+The registry owns the check of a recipe's settings (`recipe_settings`): the config schema looks it up when it
+validates ``[train.recipe_args]`` and imports no recipe itself, so dependencies point one way (training -> config).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
+
+from pydantic import BaseModel
 
 from gradguard.training.recipe import Recipe
 
@@ -37,8 +43,21 @@ def recipe_class(name: str) -> type[Recipe]:
     return getattr(module, cls_name)
 
 
+def recipe_settings(name: str, args: Mapping[str, Any] | None = None) -> BaseModel | None:
+    """Recipe `name`'s settings `args` validated by its own `Config` (None for a recipe that takes none).
+
+    Raises ValueError for an unknown recipe or for settings given to a recipe without any, and pydantic's
+    ValidationError (also a ValueError) naming each bad key.
+    """
+    cls = recipe_class(name)
+    args = dict(args or {})
+    if cls.Config is None:
+        if args:
+            raise ValueError(f"recipe {name!r} takes no settings (got {sorted(args)})")
+        return None
+    return cls.Config(**args)
+
+
 def build_recipe(name: str, **settings: Any) -> Recipe:
     """Build recipe `name`; `settings` are validated by its `Config` (an unknown key is an error naming it)."""
-    cls = recipe_class(name)
-    config = cls.Config(**settings)  # type: ignore[attr-defined]
-    return cls(config)  # type: ignore[call-arg]
+    return recipe_class(name)(recipe_settings(name, settings))

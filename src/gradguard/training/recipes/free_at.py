@@ -46,6 +46,7 @@ def _step_delta(delta: Tensor, grad: Tensor, norm: str, alpha: float) -> Tensor:
 class FreeATRecipe(Recipe):
     name: ClassVar[str] = "free_at"
     Config = FreeATConfig
+    config: FreeATConfig
 
     def __init__(self, config: FreeATConfig | None = None) -> None:
         super().__init__(config)

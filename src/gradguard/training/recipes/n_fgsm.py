@@ -46,7 +46,7 @@ class NFGSMRecipe(Recipe):
         noise_ball = threat_model(threat.norm, min(radius, 1.0) if threat.norm == "linf" else radius)
         x_noisy = noise_ball.random_init(x, ctx.generator) if c.noise_ratio > 0 else x
         with crafting_mode(model, c.craft_mode):
-            grad, _ = input_gradient(model, x_noisy, y, "ce")
+            grad = input_gradient(model, x_noisy, y, "ce")[0]
         x_adv = threat.step(x_noisy, grad, c.alpha_ratio * threat.eps)
         x_adv = threat.project(x_adv, x) if c.clip else x_adv.clamp(0.0, 1.0)
         return x_adv.detach()

@@ -130,7 +130,7 @@ class SGNRecipe(Recipe):
         else:
             wanted = tap_tensors + (params if use_clean else [])
             grads = torch.autograd.grad(loss0, wanted, allow_unused=True)
-            tap_grads = [g.detach() for g in grads[: len(tap_tensors)]]
+            tap_grads = tuple(g.detach() for g in grads[: len(tap_tensors)])
             # The clean term's parameter gradient, already computed: hand it to the trainer's backward through a
             # linear surrogate whose gradient is exactly that (value = clean loss, so logs stay meaningful).
             clean_term = loss0.detach()
@@ -167,7 +167,7 @@ class SGNRecipe(Recipe):
 
     def _refine(
         self, sgn: SelfGradientNetwork, x: Tensor, x_adv: Tensor, y: Tensor, deltas: dict[str, Tensor], threat
-    ) -> Tensor:  # type: ignore[no-untyped-def]
+    ) -> Tensor:
         """Extra projected gradient steps from the response output; the response keeps its gradient path."""
         fixed = {t: d.detach() for t, d in deltas.items()}
         cur = x_adv.detach()
@@ -204,7 +204,7 @@ class SGNRecipe(Recipe):
         params = list(sgn.response_parameters())
         arrived: dict[int, Tensor] = {}
 
-        def hook_for(i: int):  # type: ignore[no-untyped-def]
+        def hook_for(i: int):
             def hook(g: Tensor) -> None:
                 arrived[i] = g
                 if len(arrived) == len(live):
