@@ -300,3 +300,11 @@ def test_resumed_ranks_keep_distinct_random_streams() -> None:
     assert all(torch.equal(a, b) for a, b in zip(draws[1][0], draws[1][1], strict=True))
     firsts = [draws[r][0][0] for r in (0, 1, 2)] + [draws[r][0][1] for r in (0, 1, 2)]
     assert len({tuple(t.tolist()) for t in firsts}) == 6
+
+
+def test_max_wall_s_stops_at_a_batch_boundary_with_a_model_and_says_so(tmp_path: Path) -> None:
+    summary, d = run(tmp_path, epochs=3, max_wall_s=1e-9)  # the first batch already passes the limit
+    assert summary["stopped_early"] is True and summary["batches_done"] == 1 and summary["done"] is True
+    assert (d / "model.safetensors").exists() and summary["final_val"] is not None
+    full, _ = run(tmp_path, "full", epochs=1)
+    assert full["stopped_early"] is False and full["batches_done"] == 4
