@@ -107,6 +107,7 @@ def evaluate_run(
 
     model = load_model(out / "model.safetensors", device=device)
     x, y, dataset = _eval_inputs(cfg, n)
+    _log(f"data: {dataset['source']}")  # which copy: the lossy CIFAR-10 JPEG archive says so in its source line
     randomized = is_randomized(model)
     eval_kwargs = {**evaluation_settings(cfg), "progress": _log}
     if attacks is not None:
