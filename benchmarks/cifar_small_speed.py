@@ -7,7 +7,8 @@ memory layouts, interleaved so that a load change on a shared machine hits every
 fastest repetition by the thread's CPU time (the contention-free cost of one thread) and, beside it, the fastest
 and median wall time. Parameter counts come with each row.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/cifar_small_speed.py      # one thread, about five minutes
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/cifar_small_speed.py      # one thread; 16 min at load 10-24
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/cifar_small_speed.py --learn-check   # does cnn-bn learn?
 
 Writes benchmarks/results/cifar_small_speed/cifar_small_speed.{json,md}.
 """
