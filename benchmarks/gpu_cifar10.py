@@ -187,8 +187,7 @@ def run_one(cfg: Any, *, plan: Plan, clock: Clock, work: Path, out: Path, device
                              "randomization": cfg.model.randomization}
     record["runs"].append(entry)
     eval_reserve = plan.budget_s * plan.eval_share["rand" if randomized else "det"]
-    train_seconds = min(train_seconds, clock.left() - eval_reserve)
-    if train_seconds < 5:
+    if clock.left() - eval_reserve < 5:  # not even a probe and a few batches fit before its evaluation
         entry["skipped"] = f"deadline: {clock.left():.0f} s left, {eval_reserve:.0f} s kept for its evaluation"
         _log(f"{cfg.name}: skipped ({entry['skipped']})")
         return None
