@@ -17,8 +17,9 @@ from gradguard.config import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+SMALL_CIFAR_STUDY = ["cifar10-small-fast-at", "cifar10-small-pgd-at", "cifar10-small-trades", "cifar10-small-sgn"]
 SHIPPED = ["mnist-standard", "mnist-pgd-at", "mnist-trades", "mnist-fast-at", "mnist-free-at", "cifar10-fast-at",
-           "cifar10-pgd-at"]
+           "cifar10-pgd-at", *SMALL_CIFAR_STUDY, "cifar10-small-graddiv-lam0", "cifar10-small-graddiv-lam1"]
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -37,6 +38,15 @@ def _error(data: dict) -> str:
 def test_shipped_configs_load_and_round_trip(name: str) -> None:
     cfg = load_config(ROOT / "configs" / f"{name}.toml")
     assert parse_config(tomllib.loads(dump_config(cfg))) == cfg
+
+
+def test_small_cifar_study_matches_budget_network_and_threat() -> None:
+    """The 2-core SGN study compares methods at equal cost: same network, eps, wall-time budget and evaluation."""
+    cfgs = [load_config(ROOT / "configs" / f"{n}.toml") for n in SMALL_CIFAR_STUDY]
+    assert {c.train.recipe for c in cfgs} == {"fast_at", "pgd_at", "trades", "sgn"}
+    for c in cfgs:
+        assert (c.model.name, c.train.eps, c.train.max_wall_s, c.train.threads) == ("cnn-bn", 8 / 255, 2700, 1)
+        assert (c.eval.suite, c.eval.n, c.eval.quick) == ("standard", 1000, False)
 
 
 def test_defaults_are_valid_and_complete() -> None:

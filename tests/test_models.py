@@ -28,6 +28,8 @@ PARAMS = {
     ("wrn-34-10", "cifar10"): 46_160_474,    # ~46.16 M (TRADES / Madry WRN-34-10)
     ("vgg16", "cifar10"): 14_728_266,        # kuangliu / Adv-BNN CIFAR VGG-16 with BN
     ("stl10-cnn", "stl10"): 2_166_282,       # Adv-BNN 'Aaron': convs 32..512 + BN + linear 512->10
+    ("cnn-bn", "cifar10"): 94_762,           # convs 864+18432+73728 (no bias) + BN 64+128+256 + linear 1290
+    ("preact-resnet-mini", "cifar10"): 77_850,  # stem 432 + blocks 4672+14432+57536 + BN 128 + linear 650
 }
 
 
@@ -38,11 +40,11 @@ def _meta_model(name: str, dataset: str) -> nn.Module:
 
 def test_list_models_has_the_agreed_names() -> None:
     assert set(list_models()) >= {"smallcnn", "madry-cnn", "lenet5", "preact-resnet18", "wrn-28-10", "wrn-34-10",
-                                  "vgg16", "stl10-cnn"}
+                                  "vgg16", "stl10-cnn", "cnn-bn", "preact-resnet-mini"}
 
 
 @pytest.mark.parametrize("name", ["smallcnn", "madry-cnn", "lenet5", "preact-resnet18", "wrn-28-10", "wrn-34-10",
-                                  "vgg16", "stl10-cnn"])
+                                  "vgg16", "stl10-cnn", "cnn-bn", "preact-resnet-mini"])
 @pytest.mark.parametrize("dataset", sorted(SPECS))
 def test_output_shape_or_clear_error(name: str, dataset: str) -> None:
     """Shapes through the meta device (no arithmetic), for every model on every dataset."""

@@ -56,6 +56,8 @@ def test_run_writes_every_artifact(finished_run):
     assert results["command"] == "gradguard run tiny.toml"
     assert results["dataset"]["name"] == "digits" and results["dataset"]["n_eval"] == 30
     assert results["training"]["fb_passes"] > 0 and results["environment"]["torch"]
+    assert results["dataset"]["lossy"] is False and "scikit-learn" in results["dataset"]["source"]
+    assert results["dataset"]["verification"] and results["dataset"]["checksums"]
 
 
 @pytest.mark.slow
@@ -111,6 +113,26 @@ def test_results_table_is_built_from_archived_results(finished_run, tmp_path):
     acc = json.loads((out / "results.json").read_text())["evaluation"]["robust_accuracy"]
     assert f"0.3: {100 * acc[1]:.1f}" in table and "`gradguard run tiny.toml`" in table
     assert "| standard (quick) n=30 m=1 k=1 |" in table
+
+
+def _archived(name: str, lossy: bool) -> dict:
+    return {"schema": RESULTS_SCHEMA, "name": name, "command": "c", "machine": "m", "date": "d",
+            "dataset": {"name": "cifar10", "lossy": lossy, "source": "s"}, "model": {"name": "cnn-bn"},
+            "training": {"recipe": {"name": "fast_at"}, "wall_s": 1.0},
+            "evaluation": {"eps": [0.03], "robust_accuracy": [0.25], "clean_accuracy": 0.5, "suite": "custom",
+                           "n": 1000, "m": 1, "k": 1, "flags": []}}
+
+
+@pytest.mark.parametrize("lossy", [True, False])
+def test_results_table_marks_runs_on_the_lossy_cifar_copy(tmp_path, lossy):
+    from gradguard.report.results_table import write_results_table
+
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "a.json").write_text(json.dumps(_archived("a", lossy)))
+    table = write_results_table(tmp_path / "archive", tmp_path / "results.md").read_text()
+    assert ("| cifar10 (lossy JPEG copy, PSNR 27-33 dB) |" in table) is lossy
+    assert ("read the lossy JPEG copy of CIFAR-10" in table) is lossy
+    assert "| cifar10 |" in table or lossy
 
 
 def test_machine_line_names_the_training_threads_when_they_differ():

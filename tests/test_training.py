@@ -386,3 +386,9 @@ def test_n_fgsm_trains_beyond_the_ball_unless_clipped() -> None:
     no_noise = build_recipe("n_fgsm", noise_ratio=0.0).craft(net, x, y, ctx)  # plain FGSM from x: loss goes up
     loss = torch.nn.functional.cross_entropy
     assert loss(net(no_noise), y) > loss(net(x), y)
+def test_max_wall_s_stops_at_a_batch_boundary_with_a_model_and_says_so(tmp_path: Path) -> None:
+    summary, d = run(tmp_path, epochs=3, max_wall_s=1e-9)  # the first batch already passes the limit
+    assert summary["stopped_early"] is True and summary["batches_done"] == 1 and summary["done"] is True
+    assert (d / "model.safetensors").exists() and summary["final_val"] is not None
+    full, _ = run(tmp_path, "full", epochs=1)
+    assert full["stopped_early"] is False and full["batches_done"] == 4

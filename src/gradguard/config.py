@@ -109,6 +109,7 @@ class TrainConfig(_Strict):
     channels_last: bool = False  # conv nets in channels-last layout (GPU and CPU)
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"
     threads: int = Field(0, ge=0)  # torch.set_num_threads for the run; 0 = leave as is
+    max_wall_s: float = Field(0, ge=0)  # stop at the first batch after this much training wall time; 0 = off
     val_every: float = Field(1, gt=0)  # epochs between robust validations (fractions allowed)
     val_at_start: bool = False  # also validate before the first step (the curve's origin)
     # The time-to-robustness log's attack: APGD-CE by default (a fixed-step PGD can overstate robust accuracy by tens

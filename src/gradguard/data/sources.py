@@ -9,6 +9,7 @@ at once, naming the file: a damaged copy is never silently skipped in favour of 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -65,6 +66,7 @@ class Located:
 class Route:
     label: str
     read: Callable[[], Found]
+    lossy: bool = False  # what it would give is a lossy copy: a cached lossy entry does not hide an exact route
 
 
 def expected_files(name: str) -> str:
@@ -182,17 +184,25 @@ def local_routes(name: str) -> list[Route]:
                       lambda: read_idx_source(name, DEBIAN_FASHION,
                                          f"Debian package dataset-fashion-mnist ({DEBIAN_FASHION})"))]
     if name == "cifar10":
-        routes = []
-        for d in shared_data_dirs():
-            archive = d / f"{CIFAR_JPEG}.tar.gz"
-
-            def read(archive: Path = archive) -> Found:
-                if not archive.is_file():
-                    raise DatasetNotFoundError(f"{archive}: not there", archive)
-                return read_cifar_source(archive)
-
-            routes.append(Route(f"project shared data ({archive})", read))
-        return routes
+        return _cifar_local_routes()
     if name == "digits":
         return [Route("scikit-learn package (digits.csv.gz)", read_digits_source)]
     return []
+
+
+def _cifar_local_routes() -> list[Route]:
+    """In each shared data folder: the exact python batches (folder, then archive) first, the JPEG copy last."""
+    exact: list[Route] = []
+    lossy: list[Route] = []
+    for d in shared_data_dirs():
+        for path in (d / cifar.FOLDER, d / cifar.ARCHIVE):
+            exact.append(Route(f"project shared data ({path})", functools.partial(_read_if_there, path)))
+        archive = d / f"{CIFAR_JPEG}.tar.gz"
+        lossy.append(Route(f"project shared data ({archive})", functools.partial(_read_if_there, archive), lossy=True))
+    return exact + lossy
+
+
+def _read_if_there(path: Path) -> Found:
+    if not (path.is_file() or (path.is_dir() and cifar.find_batch_folder(path) == path)):
+        raise DatasetNotFoundError(f"{path}: not there", path)
+    return read_cifar_source(path)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from gradguard.models.cifar_small import build_cnn_bn, build_preact_resnet_mini
 from gradguard.models.lenet import build_lenet5
 from gradguard.models.madry_cnn import build_madry_cnn
 from gradguard.models.normalization import Normalize
@@ -40,6 +41,9 @@ MODELS: dict[str, ZooEntry] = {e.name: e for e in [
     ZooEntry("wrn-34-10", build_wrn(34, 10), "WideResNet-34-10 (TRADES / Madry CIFAR)"),
     ZooEntry("vgg16", build_vgg16, "VGG-16 with batch norm, CIFAR variant"),
     ZooEntry("stl10-cnn", build_stl10_cnn, "Adv-BNN's STL-10 CNN (conv 32-64-128-256-256-512, BN)"),
+    ZooEntry("cnn-bn", build_cnn_bn, "small CIFAR CNN for CPU studies: conv3x3-BN-ReLU-pool 32-64-128, GAP, linear"),
+    ZooEntry("preact-resnet-mini", build_preact_resnet_mini,
+             "narrow PreAct-ResNet for CPU studies: widths 16-32-64, one block per stage"),
 ]}
 
 _ALIASES = {"small-cnn": "smallcnn", "madry": "madry-cnn", "lenet": "lenet5", "lenet-5": "lenet5",

@@ -503,7 +503,7 @@ class _Run:
         win, win_logs = self.window, self.window["logs"]
         clock = time.perf_counter()
         try:
-            while p.batches_done < self.total_batches:
+            while p.batches_done < self.total_batches and not p.done:
                 loader = self._loader(p.epoch)
                 for i, (x, y) in enumerate(loader):
                     if i < p.batch:  # resumed mid-epoch: replay the order, skip what was done
@@ -523,7 +523,7 @@ class _Run:
                     p.wall_s += now - clock
                     clock = now
                     bar.update(1)
-                    last_batch = p.batches_done >= self.total_batches
+                    last_batch = p.batches_done >= self.total_batches or self._past_deadline()
                     if p.batches_done % max(1, t.log_every // self.replays) == 0 or last_batch:
                         self._log_train(win, win_logs, eps, bar)
                         self.window = _new_window(p.wall_s)
@@ -544,12 +544,20 @@ class _Run:
                     if flag.set:
                         raise KeyboardInterrupt(f"interrupted at step {p.step}; resumable checkpoint saved")
                     clock = time.perf_counter()
-                    if end_of_epoch:
+                    if end_of_epoch or p.done:
                         break
                 else:
                     raise RuntimeError(f"the data loader yielded fewer than {self.batches_per_epoch} batches")
         finally:
             bar.close()
+
+    def _past_deadline(self) -> bool:
+        """train.max_wall_s reached: the run ends here as if this were its last batch (validated, saved, done);
+        `stopped_early` in the summary says so. Budgeted runs (a GPU lent for minutes) always leave a model."""
+        limit = self.cfg.train.max_wall_s
+        if limit and self.info.enabled:  # every rank must stop at the same batch
+            return ddp.all_sum([float(self.p.wall_s >= limit)], self.info)[0] > 0
+        return bool(limit) and self.p.wall_s >= limit
 
     def _loader(self, epoch: int):
         """The loader with a Generator derived from (seed, epoch): an epoch's order is known without replaying."""
@@ -583,7 +591,8 @@ class _Run:
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "name": self.cfg.name,
                                    "recipe": self.recipe.describe(),
                                    **{k: v for k, v in asdict(self.p).items() if k not in ("metrics_offset",)},
-                                   "epochs": self._epochs_done(), "world_size": self.info.world_size}
+                                   "epochs": self._epochs_done(), "world_size": self.info.world_size,
+                                   "stopped_early": self.p.batches_done < self.total_batches}
         if main:
             self.log.offset()
             vals = read_metrics(self.run_dir / "metrics.jsonl", "val")
