@@ -1,7 +1,7 @@
 """GradDiv on MNIST: noise-injection (RSE) and Bayesian (Adv-BNN) LeNet-5, each without and with GradDiv, same
 budget and seed; then clean accuracy, EOT-PGD (k = 1, 10, 50), the quick `rand` suite, Square, a transfer attack,
-gradient concentration and the transfer matrix among frozen sample models. Regenerates the table of
-docs/graddiv.md.
+gradient concentration and the transfer matrix among frozen sample models. Regenerates the tables of
+docs/records/2026-11-21-graddiv-mnist-*.md.
 
     .venv/bin/python benchmarks/graddiv_mnist.py --out runs/graddiv-bench                  # everything, in order
     .venv/bin/python benchmarks/graddiv_mnist.py --out runs/graddiv-bench --variants rse,rse-mrl   # a part
@@ -37,8 +37,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "advbnn": ("configs/graddiv-mnist-advbnn.toml", {"lam": 0.0}),
     "advbnn-mrl": ("configs/graddiv-mnist-advbnn.toml", {"warmup": 0.0, "regularizer": "mrl", "lam": 1.0}),
     "advbnn-cos": ("configs/graddiv-mnist-advbnn.toml", {"warmup": 0.0, "regularizer": "cos", "lam": 1.0}),
-    # The advbnn config warms lam up over half the run (docs/graddiv.md, "More regularizers"); the variants below
-    # were measured without warm-up and pin it at 0. At lam 1 without warm-up Adv-BNN + GradDiv did not train, so
+    # The advbnn config warms lam up over half the run (docs/records/2026-11-21-graddiv-mnist-seeds.md); the variants
+    # below were measured without warm-up and pin it at 0. At lam 1 without warm-up Adv-BNN + GradDiv did not train, so
     # smaller weights, the warm-up itself and the term on clean inputs were tried.
     "advbnn-mrl-lam0.1": ("configs/graddiv-mnist-advbnn.toml", {"warmup": 0.0, "regularizer": "mrl", "lam": 0.1}),
     "advbnn-mrl-lam0.3": ("configs/graddiv-mnist-advbnn.toml", {"warmup": 0.0, "regularizer": "mrl", "lam": 0.3}),

@@ -13,7 +13,7 @@ images, so a gain cannot come from masking.
     python benchmarks/sgn_convergence.py launch --root runs/sgn-bench-seed1 --seed 1 --jobs 1   # another seed
     python benchmarks/sgn_convergence.py seeds runs/sgn-bench runs/sgn-bench-seed1 runs/sgn-bench-seed2
 
-`table` regenerates everything in docs/sgn.md from the run directories alone.
+`table` regenerates everything in docs/records/2026-11-21-sgn-mnist-convergence.md from the run directories alone.
 """
 
 from __future__ import annotations
