@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -65,6 +65,8 @@ class ModelConfig(_Strict):
 
 
 Schedule = Literal["constant", "piecewise", "cosine", "onecycle"]
+# torch CPU threads (gradguard.threads): N >= 1, 0 = leave torch's setting alone, "auto" = by the load average
+Threads = Annotated[int, Field(ge=0)] | Literal["auto"]
 
 
 class TrainConfig(_Strict):
@@ -90,7 +92,7 @@ class TrainConfig(_Strict):
     amp: bool = False  # bf16 autocast (GPU only; ignored with a warning on CPU)
     channels_last: bool = False  # conv nets in channels-last layout (GPU and CPU)
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"
-    threads: int = Field(0, ge=0)  # torch.set_num_threads for the run; 0 = leave as is
+    threads: Threads = 1  # torch CPU threads for the run (gradguard.threads; docs/training.md)
     val_every: float = Field(1, gt=0)  # epochs between robust validations (fractions allowed)
     val_at_start: bool = False  # also validate before the first step (the curve's origin)
     val_attack: Literal["pgd", "fgsm", "none"] = "pgd"
@@ -115,6 +117,7 @@ class EvalConfig(_Strict):
     n: int = Field(1000, ge=0)  # first n test images evaluated; 0 = data.test_subset (0 there too: all)
     batch_size: int = Field(500, ge=1)
     quick: bool = False
+    threads: Threads = 1  # torch CPU threads for the evaluation (gradguard.threads; docs/evaluation.md)
 
 
 class ExperimentConfig(_Strict):

@@ -19,6 +19,7 @@ from gradguard.atomic import atomic_write_text
 from gradguard.config import ConfigError, ExperimentConfig, dump_config, load_config
 from gradguard.report.files import write_json_atomic
 from gradguard.report.records import RESULTS_SCHEMA
+from gradguard.threads import ThreadsSetting
 
 __all__ = ["run_experiment", "RunExistsError"]
 
@@ -53,11 +54,13 @@ def run_experiment(
     run_dir: str | Path | None = None,
     resume: bool = False,
     command: str | None = None,
+    threads: ThreadsSetting | None = None,
 ) -> Path:
     """Train, evaluate and report one experiment; returns the run directory.
 
     `resume=True` continues an interrupted run (training from its last checkpoint; evaluation and report are
     redone). Without it an existing run directory is an error, so a finished run is never overwritten by accident.
+    `threads` replaces both `train.threads` and `eval.threads` for this call (`gradguard.threads`).
     """
     from gradguard.checkpoint import load_model
     from gradguard.evaluation import evaluate
@@ -81,12 +84,14 @@ def run_experiment(
         summary = json.loads((out / "train_summary.json").read_text(encoding="utf-8"))
     else:
         _log(f"training {cfg.name} ({cfg.train.recipe}, {cfg.model.name} on {cfg.data.dataset}) into {out}")
-        summary = train(cfg, out, resume=resume and (out / "checkpoints").exists())
+        summary = train(cfg, out, resume=resume and (out / "checkpoints").exists(), threads=threads)
 
     model = load_model(out / "model.safetensors")
     x, y, dataset = _eval_inputs(cfg)
     randomized = is_randomized(model)
     eval_kwargs = {**evaluation_settings(cfg), "progress": _log}
+    if threads is not None:
+        eval_kwargs["threads"] = threads
     _log(f"evaluating on {len(y)} test images: suite {cfg.eval.suite}, eps {eval_kwargs['eps']}")
     t0 = time.perf_counter()
     result = evaluate(model, x, y, **eval_kwargs)
@@ -108,7 +113,7 @@ def run_experiment(
         "name": cfg.name,
         "command": command,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": _machine(env, cfg.train.threads),
+        "machine": _machine(env, summary.get("torch_threads"), result.meta.get("torch_threads")),
         "seed": cfg.seed,
         "dataset": dataset,
         "model": {"name": cfg.model.name, "randomization": cfg.model.randomization,
@@ -133,7 +138,7 @@ def evaluation_settings(cfg: ExperimentConfig) -> dict[str, Any]:
     return {
         "attacks": cfg.eval.suite, "eps": cfg.eval.eps or [cfg.train.eps], "norm": cfg.eval.norm or cfg.train.norm,
         "m": cfg.eval.m, "k": cfg.eval.k, "batch_size": cfg.eval.batch_size, "seed": cfg.seed,
-        "quick": cfg.eval.quick,
+        "quick": cfg.eval.quick, "threads": cfg.eval.threads,
     }
 
 
@@ -160,17 +165,18 @@ def _check_same_training(cfg: ExperimentConfig, out: Path) -> None:
                           f"{', '.join(differ)}; only eval.* may change when a finished run is evaluated again")
 
 
-def _machine(env: dict[str, Any], train_threads: int = 0) -> str:
-    """One line for the results table. `env` is taken after training, which may have run on its own
-    `train.threads` (restored afterwards): then both counts are given."""
+def _machine(env: dict[str, Any], train_threads: int | None = None, eval_threads: int | None = None) -> str:
+    """One line for the results table. Training and evaluation each ran on their own thread count (restored
+    afterwards, so `env`'s count is neither's when they are unknown): both are given when they differ."""
     device = env.get("device_name") or env.get("device") or "cpu"
     cpus = env.get("processor_count")
-    threads = env.get("torch_threads")
+    train_threads = train_threads or env.get("torch_threads")
+    eval_threads = eval_threads or env.get("torch_threads")
     text = f"{device} ({env.get('machine', '?')})"
     if cpus:
         text += f", {cpus} CPU cores"
-    if threads and train_threads and train_threads != threads:
-        text += f", torch threads: {train_threads} training, {threads} evaluation"
-    elif threads:
-        text += f", {threads} torch threads"
+    if train_threads and eval_threads and train_threads != eval_threads:
+        text += f", torch threads: {train_threads} training, {eval_threads} evaluation"
+    elif train_threads:
+        text += f", {train_threads} torch threads"
     return text

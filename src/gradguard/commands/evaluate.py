@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gradguard.threads import DEFAULT_THREADS, parse_threads
+
 HELP = "evaluate an exported model against an attack suite (worst case, m-draw protocol, masking checks)"
 EPILOG = """examples:
   gradguard eval --checkpoint runs/mnist-sgn-quick/model.safetensors --eps 0.1 0.2 0.3 --quick --n 200
@@ -49,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, metavar="JSON", help="write the result here (atomic)")
     parser.add_argument("--strict", action="store_true", help="exit with status 3 when a masking check fires")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--threads", type=parse_threads, default=DEFAULT_THREADS, metavar="N",
+                        help="torch CPU threads: N, 0 (leave as is) or auto (by load); default: %(default)s")
 
 
 def _model_info(path: Path) -> dict[str, Any]:
@@ -111,6 +115,7 @@ def _evaluate(args: argparse.Namespace, rank: int, device: str) -> int:
         result = evaluate(
             model, x, y, args.suite, eps, norm=args.norm, m=args.m, k=args.k, batch_size=args.batch_size,
             seed=args.seed, mode=args.mode, quick=args.quick, run_checks=not args.no_checks, progress=say,
+            threads=args.threads,
         )
     except ValueError as err:
         raise SystemExit(f"gradguard eval: {err}") from None

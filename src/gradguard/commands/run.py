@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gradguard.threads import parse_threads
+
 HELP = "train, evaluate and report one experiment from a TOML config, into one run directory"
 EPILOG = """examples:
   gradguard run configs/mnist-sgn-quick.toml
@@ -23,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config key, e.g. --set train.epochs=2 (repeatable)")
     parser.add_argument("--out", help="run directory (default: runs/<config name>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
+    parser.add_argument("--threads", type=parse_threads, default=None, metavar="N",
+                        help="torch CPU threads: N, 0 (leave as is) or auto (by load); "
+                             "default: the config's train.threads and eval.threads (1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         out = run_experiment(args.config, overrides=args.overrides, run_dir=args.resume or args.out,
-                             resume=bool(args.resume))
+                             resume=bool(args.resume), threads=args.threads)
     except (ConfigError, RunExistsError, FileNotFoundError) as err:
         print(f"gradguard run: {err}", file=sys.stderr)
         return 2

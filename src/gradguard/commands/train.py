@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from gradguard.threads import parse_threads
+
 HELP = "train a model from a TOML experiment config (resumable; torchrun for multi-GPU)"
 EPILOG = """examples:
   gradguard train configs/mnist-pgd-at.toml
@@ -25,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config key (repeatable), e.g. --set train.lr=0.1")
     parser.add_argument("--out", help="run directory (default: runs/<config name>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    parser.add_argument("--threads", type=parse_threads, default=None, metavar="N",
+                        help="torch CPU threads: N, 0 (leave as is) or auto (by load); "
+                             "default: the config's train.threads (1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError("give a CONFIG file (or --resume RUN_DIR)")
             cfg = load_config(args.config, args.overrides)
             run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
-        summary = train(cfg, run_dir, resume=bool(args.resume))
+        summary = train(cfg, run_dir, resume=bool(args.resume), threads=args.threads)
     except (ConfigError, CheckpointError, FileExistsError, FileNotFoundError) as e:
         print(f"gradguard train: {e}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from gradguard.evaluation.predict import _is_randomized_flag, detect_randomness,
 from gradguard.evaluation.result import AttackRecord, EvalResult
 from gradguard.evaluation.suites import SUITE_DEFAULT_K, AttackSpec, attack_settings, build_suite
 from gradguard.passes import PassCounter
+from gradguard.threads import DEFAULT_THREADS, ThreadsSetting, torch_threads
 
 __all__ = ["evaluate", "MODES"]
 
@@ -212,6 +213,7 @@ def evaluate(
     check_n: int = 200,
     large_eps_steps: int = 20,
     progress: Callable[[str], None] | None = None,
+    threads: ThreadsSetting = DEFAULT_THREADS,
 ) -> EvalResult:
     """Evaluate `model` on (x, y) against an attack ensemble at each eps; see the module docstring.
 
@@ -219,6 +221,9 @@ def evaluate(
     suite name ("standard", "rand") or a dict name -> attack instance / `AttackSpec` / factory `f(eps=...)`.
     `k` is the EOT draws of the suite's gradient attacks (None: the suite default, 1 for standard, 20 for rand;
     for a dict of attacks, the smallest `eot` the built white-box attacks declare, recorded and used by the checks).
+    `threads`: torch CPU threads during the call (an int, 0 = as set, or "auto"; `gradguard.threads`), restored
+    after it. `progress` receives one line per step; with it, each attack also shows a bar on a terminal, or a
+    line every 10% of its points when stderr is not a terminal.
     """
     if y is None:
         if not hasattr(x, "tensors"):
@@ -243,7 +248,8 @@ def evaluate(
     device = model_device(model)
     t_start = time.perf_counter()
 
-    with eval_mode(model), _seeded_randomness(model, seed * 1_000_003 + rank, device):
+    with torch_threads(threads) as threads_used, eval_mode(model), \
+            _seeded_randomness(model, seed * 1_000_003 + rank, device):
         zoo = _is_randomized_flag(model)
         detected, max_diff = detect_randomness(model, xl[:64]) if len(xl) else (False, 0.0)
         flags_rand = _all_reduce([float(detected), max_diff], op="max")
@@ -332,6 +338,7 @@ def evaluate(
         clean_correct=clean_correct, clean_correct_single=clean_single, success=worst, attacks=records,
         meta=_meta(model, device, wall_total, world, batch_size, quick and suite != "custom", num_classes),
     )
+    result.meta["torch_threads"] = threads_used
     result.flags = [checks.randomness_flag(randomized, max_diff, k_eff, m)]
     result.flags.append(checks.gradient_free_flag(succ_full, tried_full, kinds, clean_correct))
     if run_checks:

@@ -41,6 +41,7 @@ from gradguard.config import ExperimentConfig, dump_config
 from gradguard.passes import PassCounter
 from gradguard.provenance import environment
 from gradguard.runlog import MetricsLog, read_metrics
+from gradguard.threads import ThreadsSetting, torch_threads
 from gradguard.threat import threat_model
 from gradguard.training import distributed as ddp
 from gradguard.training.optim import build_optimizer, set_lr
@@ -163,14 +164,18 @@ def _restore_rng(tensors: dict[str, Tensor], recipe_gen: torch.Generator, device
 # --------------------------------------------------------------------------------------------------- the loop
 
 
-def train(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
+def train(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False,
+          threads: ThreadsSetting | None = None) -> dict[str, Any]:
     """Run one experiment into `run_dir`; returns the summary (also written to `train_summary.json`).
 
     `resume=True` continues from `run_dir/checkpoints/last.safetensors` (the config must be the run's own).
+    `threads` (an int or "auto", see `gradguard.threads`) replaces `train.threads` for this call only, without
+    changing the config, so a resumed run can take another thread count; torch's setting is restored afterwards.
     Raises NonFiniteLossError on a NaN/inf loss (the last good checkpoint stays) and KeyboardInterrupt after saving
     a resumable checkpoint on Ctrl-C.
     """
-    return _Run(config, Path(run_dir), resume).run()
+    with torch_threads(config.train.threads if threads is None else threads):
+        return _Run(config, Path(run_dir), resume).run()
 
 
 class _Run:
@@ -181,8 +186,6 @@ class _Run:
     # -- setup ----------------------------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg, t = self.cfg, self.cfg.train
-        if t.threads:
-            torch.set_num_threads(t.threads)
         self.info = ddp.setup(t.device)
         self.device = self.info.device
         cuda = self.device.type == "cuda"
@@ -393,7 +396,6 @@ class _Run:
 
     # -- run ------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        threads = torch.get_num_threads()
         try:
             self._setup()
             with _InterruptFlag() as flag:
@@ -407,7 +409,6 @@ class _Run:
                 self.counter.remove()
             if hasattr(self, "info"):
                 ddp.teardown(self.info)
-            torch.set_num_threads(threads)  # train.threads applies to the run only
 
     def _loop(self, flag: _InterruptFlag) -> None:
         t, p = self.cfg.train, self.p
@@ -500,7 +501,8 @@ class _Run:
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "name": self.cfg.name,
                                    "recipe": self.recipe.describe(),
                                    **{k: v for k, v in asdict(self.p).items() if k not in ("metrics_offset",)},
-                                   "epochs": self._epochs_done(), "world_size": self.info.world_size}
+                                   "epochs": self._epochs_done(), "world_size": self.info.world_size,
+                                   "torch_threads": torch.get_num_threads()}
         if main:
             self.log.offset()
             vals = read_metrics(self.run_dir / "metrics.jsonl", "val")
