@@ -84,7 +84,11 @@ def _evaluate(args: argparse.Namespace, rank: int, device: str) -> int:
     from gradguard.checkpoint import CheckpointError, load_model
     from gradguard.evaluation import evaluate
 
-    say = (lambda s: None) if args.quiet or rank else (lambda s: print(s, file=sys.stderr, flush=True))
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    sink = None if args.quiet or rank else log  # also drives the per-attack progress bars (lines off a terminal)
+    say = sink or (lambda line: None)
     path = Path(args.checkpoint)
     if not path.exists():
         raise SystemExit(f"gradguard eval: checkpoint {path} does not exist")
@@ -114,7 +118,7 @@ def _evaluate(args: argparse.Namespace, rank: int, device: str) -> int:
     try:
         result = evaluate(
             model, x, y, args.suite, eps, norm=args.norm, m=args.m, k=args.k, batch_size=args.batch_size,
-            seed=args.seed, mode=args.mode, quick=args.quick, run_checks=not args.no_checks, progress=say,
+            seed=args.seed, mode=args.mode, quick=args.quick, run_checks=not args.no_checks, progress=sink,
             threads=args.threads,
         )
     except ValueError as err:

@@ -30,6 +30,7 @@ from gradguard.evaluation.predict import _is_randomized_flag, detect_randomness,
 from gradguard.evaluation.result import AttackRecord, EvalResult
 from gradguard.evaluation.suites import SUITE_DEFAULT_K, AttackSpec, attack_settings, build_suite
 from gradguard.passes import PassCounter
+from gradguard.progress import work_progress
 from gradguard.threads import DEFAULT_THREADS, ThreadsSetting, torch_threads
 
 __all__ = ["evaluate", "MODES"]
@@ -149,9 +150,12 @@ def _instantiate(name: str, spec: AttackLike, eps: float, seed: int) -> Any:
 
 def _run_attack(
     attack: Any, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor, *, name: str, eps: float, norm: str,
-    m: int, batch_size: int, randomized: bool, device: torch.device,
+    m: int, batch_size: int, randomized: bool, device: torch.device, say: Callable[[str], None] | None = None,
 ) -> tuple[Tensor, float, int, int]:
-    """Attack x[idx]; returns (fooled mask over idx, wall seconds, gradient evaluations, queries)."""
+    """Attack x[idx]; returns (fooled mask over idx, wall seconds, gradient evaluations, queries).
+
+    With `say`, a bar on a terminal (else a line per tenth of the points) shows the points done and the time left.
+    """
     from gradguard.threat import threat_model
 
     ball = threat_model(norm, eps)
@@ -159,6 +163,7 @@ def _run_attack(
     counter = PassCounter(model)  # the fallback count for attacks that keep none of their own
     elapsed = 0.0
     own_grads = own_queries = hook_samples = hook_grads = 0
+    bar = work_progress(len(idx), f"eps={eps:g} {name}", say)
     try:
         for start in range(0, len(idx), batch_size):
             sel = idx[start : start + batch_size]
@@ -188,7 +193,9 @@ def _run_attack(
             with torch.no_grad():
                 pred = predict_labels(model, x_adv, m, batch_size, randomized=randomized)
             fooled[start : start + len(sel)] = pred != yb.cpu()
+            bar.update(len(sel))
     finally:
+        bar.close()
         counter.remove()
     if own_grads >= 0 and len(idx):
         return fooled, elapsed, own_grads, own_queries
@@ -282,7 +289,7 @@ def evaluate(
                 idx = torch.nonzero(todo).flatten()
                 fooled, wall, grads, queries = _run_attack(
                     attack, model, xl, yl, idx, name=name, eps=eps_value, norm=norm, m=m, batch_size=batch_size,
-                    randomized=randomized, device=device,
+                    randomized=randomized, device=device, say=progress,
                 )
                 tried[name][e, idx] = True
                 succ[name][e] = ~correct_l

@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from gradguard.atomic import atomic_write_text
 from gradguard.checkpoint import (
@@ -39,6 +38,7 @@ from gradguard.checkpoint import (
 )
 from gradguard.config import ExperimentConfig, dump_config
 from gradguard.passes import PassCounter
+from gradguard.progress import terminal_bar
 from gradguard.provenance import environment
 from gradguard.runlog import MetricsLog, read_metrics
 from gradguard.threads import ThreadsSetting, torch_threads
@@ -415,8 +415,7 @@ class _Run:
         main = self.info.is_main
         if p.batches_done == 0 and t.val_at_start and p.best_step < 0:
             self._validate()
-        bar = tqdm(total=self.total_batches, initial=p.batches_done, disable=not (t.progress and main),
-                   dynamic_ncols=True, leave=False)
+        bar = terminal_bar(self.total_batches, initial=p.batches_done, disable=not (t.progress and main))
         win = {"loss": 0.0, "acc": 0.0, "n": 0, "imgs": 0, "t0": p.wall_s}
         win_logs: dict[str, float] = {}
         clock = time.perf_counter()
