@@ -100,7 +100,7 @@ class TrainConfig(_Strict):
     val_attack_alpha: float = Field(0, ge=0)  # 0 = 2.5 * eps / steps
     val_eps: float = Field(0, ge=0)  # 0 = train.eps
     val_batch_size: int = Field(500, ge=1)
-    log_every: int = Field(50, ge=1)  # optimizer steps between train records in metrics.jsonl
+    log_every: int = Field(10, ge=1)  # optimizer steps between train records in metrics.jsonl (and plot points)
     checkpoint_every: int = Field(0, ge=0)  # optimizer steps between 'last' checkpoints; 0 = each epoch end
     progress: bool = True  # tqdm bars
     tensorboard: bool = True  # write TensorBoard events when the package is installed
