@@ -19,13 +19,10 @@ from gradguard.atomic import atomic_write_text
 from gradguard.config import ConfigError, ExperimentConfig, dump_config, load_config
 from gradguard.report.files import write_json_atomic
 from gradguard.report.records import RESULTS_SCHEMA
+from gradguard.rundir import IfExists, RunExistsError, choose_run_dir
 from gradguard.threads import ThreadsSetting
 
 __all__ = ["run_experiment", "RunExistsError"]
-
-
-class RunExistsError(FileExistsError):
-    pass
 
 
 def _log(message: str) -> None:
@@ -55,12 +52,15 @@ def run_experiment(
     resume: bool = False,
     command: str | None = None,
     threads: ThreadsSetting | None = None,
+    if_exists: IfExists = "error",
 ) -> Path:
     """Train, evaluate and report one experiment; returns the run directory.
 
     `resume=True` continues an interrupted run (training from its last checkpoint; evaluation and report are
     redone). Without it an existing run directory is an error, so a finished run is never overwritten by accident.
     `threads` replaces both `train.threads` and `eval.threads` for this call (`gradguard.threads`).
+    `if_exists` says what a new run does when its folder already holds one: "error" (the default, naming the ways
+    to go on), "new" (a folder beside it, `<dir>-<UTC date-time>`, logged) or "overwrite" (`gradguard.rundir`).
     """
     from gradguard.checkpoint import load_model
     from gradguard.evaluation import evaluate
@@ -71,8 +71,10 @@ def run_experiment(
 
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides)
     out = Path(run_dir) if run_dir else Path("runs") / cfg.name
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise RunExistsError(f"{out} already holds a run: resume it with --resume {out}, or choose --out DIR")
+    if not resume:
+        wanted, out = out, choose_run_dir(out, if_exists)
+        if out != wanted:
+            _log(f"{wanted} already holds a run (kept); this run goes to {out}")
     out.mkdir(parents=True, exist_ok=True)
     command = command or "gradguard run " + " ".join(shlex.quote(a) for a in sys.argv[2:])
 

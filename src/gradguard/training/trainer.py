@@ -40,6 +40,7 @@ from gradguard.config import ExperimentConfig, dump_config
 from gradguard.passes import PassCounter
 from gradguard.progress import terminal_bar
 from gradguard.provenance import environment
+from gradguard.rundir import RunExistsError, run_exists_message
 from gradguard.runlog import MetricsLog, read_metrics
 from gradguard.threads import ThreadsSetting, torch_threads
 from gradguard.threat import threat_model
@@ -208,7 +209,7 @@ class _Run:
             warnings.warn(f"{last} does not exist: starting {self.run_dir} from the beginning", stacklevel=3)
             self.resume = False
         elif last.exists():
-            raise FileExistsError(f"{self.run_dir} already holds a run ({last}); resume it or choose another dir")
+            raise RunExistsError(run_exists_message(self.run_dir, "gradguard train"))
 
         seed_everything(cfg.seed)  # the single place a run seeds the global RNGs (weight init, dropout)
         self.train_set, self.val_set = prepare_data(cfg)
