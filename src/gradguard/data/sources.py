@@ -94,6 +94,13 @@ def where_to_get(name: str) -> list[str]:
             f"../shared/data/{CIFAR_JPEG}.tar.gz (or the extracted folder; any folder in that layout works).",
             "GRADGUARD_DATA=DIR does what --root does, for every command; config files take data.root.",
         ]
+    if name == "stl10":
+        return ["STL-10 comes from http://ai.stanford.edu/~acoates/stl10/ (stl10_binary.tar.gz): extract it and "
+                f"pass the folder holding {stl10.FOLDER}/: gradguard data fetch stl10 --root DIR "
+                "(or GRADGUARD_DATA=DIR, or data.root in a config)."]
+    if name in ("mnist", "fashion-mnist"):
+        return [f"Put the four files (from any {name} mirror) in a folder and pass it: gradguard data fetch {name} "
+                "--root DIR (or GRADGUARD_DATA=DIR, or data.root in a config)."]
     return []
 
 

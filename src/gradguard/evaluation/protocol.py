@@ -345,7 +345,8 @@ def evaluate(
         clean_correct=clean_correct, clean_correct_single=clean_single, success=worst, attacks=records,
         meta=_meta(model, device, wall_total, world, batch_size, quick and suite != "custom", num_classes),
     )
-    result.meta["torch_threads"] = threads_used
+    result.meta["torch_threads"] = threads_used  # the environment record is taken after the count was restored
+    result.meta["environment"]["torch_threads"] = threads_used
     result.flags = [checks.randomness_flag(randomized, max_diff, k_eff, m)]
     result.flags.append(checks.gradient_free_flag(succ_full, tried_full, kinds, clean_correct))
     if run_checks:
