@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             loads["apgd"][t].append(os.getloadavg()[0])
             s, advs[t] = apgd(attacked, xte, yte, args.apgd_steps)
             times["apgd"][t].append(s)
+            print(f"{t} thread(s): {times['train'][t][-1]:.3f} s/step, APGD {s:.2f} s, load "
+                  f"{loads['train'][t][-1]:.1f} / {loads['apgd'][t][-1]:.1f}", flush=True)  # partial record
     torch.set_num_threads(1)
     rows = []
     for task, label in (("train", f"SmallCNN train step, batch 100 (s/step, {args.train_steps} steps)"),
