@@ -29,8 +29,10 @@ def test_a_taken_folder_says_how_to_go_on(tmp_path: Path) -> None:
     run = _taken(tmp_path / "r")
     with pytest.raises(RunExistsError) as err:
         choose_run_dir(run, command="gradguard train")
-    for way in (f"--resume {run}", "--out DIR", "--if-exists new", "--if-exists overwrite"):
+    for way in (f"`gradguard train --resume {run}`", "--out DIR", "--if-exists new", "--if-exists overwrite"):
         assert way in str(err.value)
+    with pytest.raises(RunExistsError, match=f"`gradguard run c.toml --resume {run}`"):
+        choose_run_dir(run, config="c.toml")
 
 
 def test_new_puts_the_run_beside_the_old_one(tmp_path: Path) -> None:

@@ -25,10 +25,11 @@ def holds_run(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
-def run_exists_message(path: Path, command: str = "gradguard run") -> str:
-    return (f"{path} already holds a run. To go on: continue it with `{command} ... --resume {path}`, write this "
-            f"one elsewhere with `--out DIR`, put it in a new folder beside it with `--if-exists new`, or replace "
-            f"it with `--if-exists overwrite`")
+def run_exists_message(path: Path, command: str = "gradguard run", config: str | None = None) -> str:
+    resume = f"{command} {config} --resume {path}" if config else f"{command} --resume {path}"
+    return (f"{path} already holds a run. To go on: continue it with `{resume}`, write this one elsewhere with "
+            f"`--out DIR`, put it in a new folder beside it with `--if-exists new`, or replace it with "
+            f"`--if-exists overwrite`")
 
 
 def interrupted_message(command: str, run_dir: str | Path, config: str | None = None) -> str:
@@ -38,7 +39,7 @@ def interrupted_message(command: str, run_dir: str | Path, config: str | None = 
 
 
 def choose_run_dir(path: str | Path, if_exists: IfExists = "error", *, command: str = "gradguard run",
-                   now: datetime | None = None) -> Path:
+                   config: str | None = None, now: datetime | None = None) -> Path:
     """`path` if it holds no run; otherwise, by `if_exists`: raise RunExistsError (with the ways to go on), return
     `<path>-<UTC date-time>` (a new folder beside it), or empty `path` and return it."""
     path = Path(path)
@@ -58,4 +59,4 @@ def choose_run_dir(path: str | Path, if_exists: IfExists = "error", *, command: 
         return path
     if if_exists != "error":
         raise ValueError(f"if_exists must be one of {IF_EXISTS}, got {if_exists!r}")
-    raise RunExistsError(run_exists_message(path, command))
+    raise RunExistsError(run_exists_message(path, command, config))

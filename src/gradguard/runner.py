@@ -72,7 +72,8 @@ def run_experiment(
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides)
     out = Path(run_dir) if run_dir else Path("runs") / cfg.name
     if not resume:
-        wanted, out = out, choose_run_dir(out, if_exists)
+        config_name = str(config) if isinstance(config, (str, Path)) else "CONFIG"  # for the resume command
+        wanted, out = out, choose_run_dir(out, if_exists, config=config_name)
         if out != wanted:
             _log(f"{wanted} already holds a run (kept); this run goes to {out}")
     out.mkdir(parents=True, exist_ok=True)

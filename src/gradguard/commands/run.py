@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
         out = Path(args.resume or args.out or Path("runs") / cfg.name)
         if not args.resume:  # chosen here, so that Ctrl-C can name the folder
-            wanted, out = out, choose_run_dir(out, args.if_exists)
+            wanted, out = out, choose_run_dir(out, args.if_exists, config=args.config)
             if out != wanted:
                 print(f"gradguard run: {wanted} already holds a run (kept); this run goes to {out}", file=sys.stderr)
         out = run_experiment(cfg, run_dir=out, resume=bool(args.resume), threads=args.threads)
