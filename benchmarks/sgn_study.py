@@ -70,7 +70,7 @@ METHODS: list[Run] = [
     Run("fast_at", "Fast-AT (Wong et al.: 0.375 from random start, cyclic lr, early stop)", "B", 10, [
         "train.recipe=\"fast_at\"", *WONG_SCHEDULE, "train.recipe_args={alpha_ratio=1.25, random_start=true}"], 2),
     Run("n_fgsm", "N-FGSM (noise 2 eps, step eps, no clipping)", "B", 10, [
-        "train.recipe=\"n_fgsm\"", *WONG_SCHEDULE], 2),
+        "train.recipe=\"n_fgsm\"", *WONG_SCHEDULE, "train.recipe_args={}"], 2),
     Run("pgd10", "PGD-AT-10 (10 x 2.5 eps/10)", "B", 4, [
         "train.recipe=\"pgd_at\"", *SGN_SCHEDULE, "train.recipe_args={steps=10, random_start=true}"], 11),
     Run("sgn_learned_r1", "SGN learned + 1 refinement (the main job)", "B", 4, _sgn("learned", 1), 3),

@@ -8,4 +8,5 @@ bash scripts/setup.sh
 config=${1:-configs/mnist-sgn.toml}
 shift || true
 .venv/bin/gradguard data fetch mnist
-.venv/bin/gradguard run "$config" "$@"
+# A second run keeps the first and writes to runs/<name>-<UTC date-time> (printed); `--resume DIR` continues one.
+.venv/bin/gradguard run "$config" --if-exists new "$@"

@@ -45,7 +45,7 @@ def test_cifar_archive_loads_balanced_and_says_it_is_lossy(tmp_path: Path, monke
 
 
 @pytest.mark.skipif(not data.is_cached("mnist"), reason="MNIST not cached: run `gradguard data fetch mnist`")
-def test_cached_mnist_is_the_verified_published_set():
+def test_cached_mnist_is_the_verified_published_set(user_cache):
     report = data.info("mnist")
     assert report["verified"] and report["cache_intact"]
     assert report["checksums"] == MD5["mnist"]

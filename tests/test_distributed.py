@@ -43,6 +43,8 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
                                                            "MASTER_PORT")}
     env["OMP_NUM_THREADS"] = "1"
+    env["TMPDIR"] = str(tmp_path / "tmp")  # torchrun's torchelastic_* folders go there, removed with tmp_path
+    (tmp_path / "tmp").mkdir()
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gradguard",
          "train", str(cfg_file), "--out", str(tmp_path / "two")],

@@ -140,7 +140,9 @@ def test_machine_line_names_the_training_threads_when_they_differ():
 
     env = {"device": "cpu", "machine": "x86_64", "processor_count": 2, "torch_threads": 2}
     assert _machine(env, 1) == "cpu (x86_64), 2 CPU cores, torch threads: 1 training, 2 evaluation"
-    assert _machine(env, 2) == _machine(env, 0) == "cpu (x86_64), 2 CPU cores, 2 torch threads"
+    assert _machine(env, 2) == _machine(env, None) == "cpu (x86_64), 2 CPU cores, 2 torch threads"
+    assert _machine(env, 1, 1) == "cpu (x86_64), 2 CPU cores, 1 torch threads"
+    assert _machine(env, 2, 1) == "cpu (x86_64), 2 CPU cores, torch threads: 2 training, 1 evaluation"
 
 
 def test_resume_of_a_finished_run_refuses_a_different_training_config(tmp_path):

@@ -37,14 +37,14 @@ def test_wilson_interval_matches_the_closed_form() -> None:
 
 def test_toy_study_runs_end_to_end_and_summarizes(tmp_path: Path) -> None:
     cmd = [sys.executable, str(ROOT / "benchmarks" / "sgn_study.py")]
-    args = ["--root", str(tmp_path), "--seeds", "0", "--toy", "--only", "pgd40", "sgn_learned_r1"]
+    args = ["--root", str(tmp_path), "--seeds", "0", "--toy", "--only", "pgd40", "n_fgsm", "sgn_learned_r1"]
     subprocess.run([*cmd, "run", *args], check=True, cwd=ROOT, capture_output=True)
     subprocess.run([*cmd, "run", *args], check=True, cwd=ROOT, capture_output=True)  # done runs are skipped
     subprocess.run([*cmd, "summary", "--root", str(tmp_path), "--seeds", "0"], check=True, cwd=ROOT,
                    capture_output=True)
     summary = json.loads((tmp_path / "summary.json").read_text())
     rows = {r["key"]: r for r in summary["seeds"]["0"]["rows"]}
-    assert set(rows) == {"pgd40", "sgn_learned_r1"} and all(r["done"] for r in rows.values())
+    assert set(rows) == {"pgd40", "n_fgsm", "sgn_learned_r1"} and all(r["done"] for r in rows.values())
     assert rows["pgd40"]["points"] == 4 and (tmp_path / "curves.png").exists()
     assert len(list((tmp_path / "pgd40-s0" / "models").glob("step-*.safetensors"))) == 4
     log = [json.loads(line) for line in (tmp_path / "pgd40-s0" / "study_log.jsonl").read_text().splitlines()]

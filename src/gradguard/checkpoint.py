@@ -309,8 +309,8 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cp
     try:
         model = network_from_info(meta)
     except (KeyError, TypeError, ValueError) as e:  # unknown zoo name, dataset or randomization; bad arguments
-        raise CheckpointError(f"{file}: its metadata describes a network that cannot be built "
-                              f"({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{file}: its metadata describes a network that cannot be built: {e} "
+                              f"({type(e).__name__})") from None
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

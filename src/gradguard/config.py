@@ -15,7 +15,7 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -83,6 +83,8 @@ class ModelConfig(_Strict):
 
 
 Schedule = Literal["constant", "piecewise", "cosine", "onecycle"]
+# torch CPU threads (gradguard.threads): N >= 1, 0 = leave torch's setting alone, "auto" = by the load average
+Threads = Annotated[int, Field(ge=0)] | Literal["auto"]
 
 
 class TrainConfig(_Strict):
@@ -108,7 +110,7 @@ class TrainConfig(_Strict):
     amp: bool = False  # bf16 autocast (GPU only; ignored with a warning on CPU)
     channels_last: bool = False  # conv nets in channels-last layout (GPU and CPU)
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"
-    threads: int = Field(0, ge=0)  # torch.set_num_threads for the run; 0 = leave as is
+    threads: Threads = 1  # torch CPU threads for the run (gradguard.threads; docs/training.md)
     max_wall_s: float = Field(0, ge=0)  # stop at the first batch after this much training wall time; 0 = off
     val_every: float = Field(1, gt=0)  # epochs between robust validations (fractions allowed)
     val_at_start: bool = False  # also validate before the first step (the curve's origin)
@@ -121,7 +123,7 @@ class TrainConfig(_Strict):
     keep_val_models: bool = False  # save the plain network at every validation (models/step-N.safetensors)
     val_eps: float = Field(0, ge=0)  # 0 = train.eps
     val_batch_size: int = Field(500, ge=1)
-    log_every: int = Field(50, ge=1)  # optimizer steps between train records in metrics.jsonl
+    log_every: int = Field(10, ge=1)  # optimizer steps between train records in metrics.jsonl (and plot points)
     checkpoint_every: int = Field(0, ge=0)  # optimizer steps between 'last' checkpoints; 0 = each epoch end
     progress: bool = True  # tqdm bars
     tensorboard: bool = True  # write TensorBoard events when the package is installed
@@ -141,8 +143,10 @@ class EvalConfig(_Strict):
     n: int = Field(1000, ge=0)  # first n test images evaluated; 0 = data.test_subset (0 there too: all)
     batch_size: int = Field(500, ge=1)
     quick: bool = False
+    threads: Threads = 1  # torch CPU threads for the evaluation (gradguard.threads; docs/evaluation.md)
 
     _suite_known = field_validator("suite")(_passes(checks.check_suite))
+    _threads_fit = field_validator("threads")(_passes(checks.check_threads))
 
 
 class ExperimentConfig(_Strict):

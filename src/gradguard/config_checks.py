@@ -143,10 +143,11 @@ def check_device(text: str) -> None:
         raise ValueError(f"expected 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or 'xpu' (got {text!r})")
 
 
-def check_threads(n: int) -> None:
-    """0 leaves torch's thread count alone; more threads than cores only slows down (and 100000 crashes libgomp)."""
+def check_threads(n: int | str) -> None:
+    """0 leaves torch's thread count alone; more threads than cores only slows down (and 100000 crashes libgomp).
+    "auto" is checked by its own type: it never asks for more than the cores."""
     cores = os.cpu_count() or 1
-    if n > cores:
+    if isinstance(n, int) and n > cores:
         raise ValueError(f"must be between 1 and the {cores} CPU cores of this machine, or 0 to leave as is (got {n})")
 
 

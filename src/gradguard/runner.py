@@ -17,16 +17,13 @@ import torch
 
 from gradguard.atomic import atomic_write_text
 from gradguard.config import ConfigError, ExperimentConfig, dump_config, load_config
-from gradguard.errors import UserError
 from gradguard.report.files import write_json_atomic
 from gradguard.report.records import RESULTS_SCHEMA
+from gradguard.rundir import IfExists, RunExistsError, choose_run_dir
 from gradguard.runlock import hold_run_dir, run_dir_is_empty
+from gradguard.threads import ThreadsSetting
 
 __all__ = ["run_experiment", "RunExistsError"]
-
-
-class RunExistsError(UserError, FileExistsError):
-    pass
 
 
 def _log(message: str) -> None:
@@ -58,23 +55,33 @@ def run_experiment(
     run_dir: str | Path | None = None,
     resume: bool = False,
     command: str | None = None,
+    threads: ThreadsSetting | None = None,
+    if_exists: IfExists = "error",
 ) -> Path:
     """Train, evaluate and report one experiment; returns the run directory.
 
     `resume=True` continues an interrupted run (training from its last checkpoint; evaluation and report are
     redone). Without it an existing run directory is an error, so a finished run is never overwritten by accident.
     The directory is locked for the whole run: a second process on it gets RunLockedError, naming the first.
+    `threads` replaces both `train.threads` and `eval.threads` for this call (`gradguard.threads`).
+    `if_exists` says what a new run does when its folder already holds one: "error" (the default, naming the ways
+    to go on), "new" (a folder beside it, `<dir>-<UTC date-time>`, logged) or "overwrite" (`gradguard.rundir`).
     """
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config, overrides)
     out = Path(run_dir) if run_dir else Path("runs") / cfg.name
+    if not resume:
+        config_name = str(config) if isinstance(config, (str, Path)) else "CONFIG"  # for the resume command
+        wanted, out = out, choose_run_dir(out, if_exists, config=config_name)
+        if out != wanted:
+            _log(f"{wanted} already holds a run (kept); this run goes to {out}")
     with hold_run_dir(out):
-        if not resume and not run_dir_is_empty(out):
+        if not resume and not run_dir_is_empty(out):  # under the lock: another process may have just started
             raise RunExistsError(f"{out} already holds a run: resume it with --resume {out}, or choose --out DIR")
         command = command or "gradguard run " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-        return _run_locked(cfg, out, resume, command)
+        return _run_locked(cfg, out, resume, command, threads)
 
 
-def _run_locked(cfg: ExperimentConfig, out: Path, resume: bool, command: str) -> Path:
+def _run_locked(cfg: ExperimentConfig, out: Path, resume: bool, command: str, threads: ThreadsSetting | None) -> Path:
     """`run_experiment` once `out` is held."""
     from gradguard.training import train
 
@@ -86,9 +93,9 @@ def _run_locked(cfg: ExperimentConfig, out: Path, resume: bool, command: str) ->
         summary = json.loads((out / "train_summary.json").read_text(encoding="utf-8"))
     else:
         _log(f"training {cfg.name} ({cfg.train.recipe}, {cfg.model.name} on {cfg.data.dataset}) into {out}")
-        summary = train(cfg, out, resume=resume and (out / "checkpoints").exists())
+        summary = train(cfg, out, resume=resume and (out / "checkpoints").exists(), threads=threads)
 
-    return evaluate_run(cfg, out, summary, command)
+    return evaluate_run(cfg, out, summary, command, threads=threads)
 
 
 def evaluate_run(
@@ -100,6 +107,7 @@ def evaluate_run(
     attacks: Any = None,
     device: str | torch.device = "cpu",
     n: int | None = None,
+    threads: ThreadsSetting | None = None,
 ) -> Path:
     """Evaluate the model trained into `out` and write results.json, evaluation.json and the report.
 
@@ -119,6 +127,8 @@ def evaluate_run(
     eval_kwargs = {**evaluation_settings(cfg), "progress": _log}
     if attacks is not None:
         eval_kwargs["attacks"] = attacks
+    if threads is not None:
+        eval_kwargs["threads"] = threads
     if torch.device(device).type == "cuda":  # fewer, larger launches; channels-last convolutions
         eval_kwargs["batch_size"] = max(eval_kwargs["batch_size"], 1000)
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # in torch, not its stubs
@@ -144,7 +154,7 @@ def evaluate_run(
         "name": cfg.name,
         "command": command,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": _machine(env, cfg.train.threads),
+        "machine": _machine(env, summary.get("torch_threads"), result.meta.get("torch_threads")),
         "seed": cfg.seed,
         "dataset": dataset,
         "model": {"name": cfg.model.name, "randomization": cfg.model.randomization,
@@ -169,7 +179,7 @@ def evaluation_settings(cfg: ExperimentConfig) -> dict[str, Any]:
     return {
         "attacks": cfg.eval.suite, "eps": cfg.eval.eps or [cfg.train.eps], "norm": cfg.eval.norm or cfg.train.norm,
         "m": cfg.eval.m, "k": cfg.eval.k, "batch_size": cfg.eval.batch_size, "seed": cfg.seed,
-        "quick": cfg.eval.quick,
+        "quick": cfg.eval.quick, "threads": cfg.eval.threads,
     }
 
 
@@ -196,17 +206,18 @@ def _check_same_training(cfg: ExperimentConfig, out: Path) -> None:
                           f"{', '.join(differ)}; only eval.* may change when a finished run is evaluated again")
 
 
-def _machine(env: dict[str, Any], train_threads: int = 0) -> str:
-    """One line for the results table. `env` is taken after training, which may have run on its own
-    `train.threads` (restored afterwards): then both counts are given."""
+def _machine(env: dict[str, Any], train_threads: int | None = None, eval_threads: int | None = None) -> str:
+    """One line for the results table. Training and evaluation each ran on their own thread count (restored
+    afterwards, so `env`'s count is neither's when they are unknown): both are given when they differ."""
     device = env.get("device_name") or env.get("device") or "cpu"
     cpus = env.get("processor_count")
-    threads = env.get("torch_threads")
+    train_threads = train_threads or env.get("torch_threads")
+    eval_threads = eval_threads or env.get("torch_threads")
     text = f"{device} ({env.get('machine', '?')})"
     if cpus:
         text += f", {cpus} CPU cores"
-    if threads and train_threads and train_threads != threads:
-        text += f", torch threads: {train_threads} training, {threads} evaluation"
-    elif threads:
-        text += f", {threads} torch threads"
+    if train_threads and eval_threads and train_threads != eval_threads:
+        text += f", torch threads: {train_threads} training, {eval_threads} evaluation"
+    elif train_threads:
+        text += f", {train_threads} torch threads"
     return text

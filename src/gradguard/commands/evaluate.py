@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gradguard.evaluation.suites import SUITES
+from gradguard.threads import DEFAULT_THREADS, parse_threads
 
 HELP = "evaluate an exported model against an attack suite (worst case, m-draw protocol, masking checks)"
 EPILOG = """examples:
@@ -46,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, metavar="JSON", help="write the result here (atomic)")
     parser.add_argument("--strict", action="store_true", help="exit with status 3 when a masking check fires")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--threads", type=parse_threads, default=DEFAULT_THREADS, metavar="N",
+                        help="torch CPU threads: N, 0 (leave as is) or auto (by load); default: %(default)s")
 
 
 def _model_info(path: Path) -> dict[str, Any]:
@@ -78,7 +81,11 @@ def _evaluate(args: argparse.Namespace, rank: int, device: str) -> int:
     from gradguard.evaluation import evaluate
     from gradguard.specs import default_eps
 
-    say = (lambda s: None) if args.quiet or rank else (lambda s: print(s, file=sys.stderr, flush=True))
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    sink = None if args.quiet or rank else log  # also drives the per-attack progress bars (lines off a terminal)
+    say = sink or (lambda line: None)
     path = Path(args.checkpoint)
     if not path.exists():
         raise SystemExit(f"gradguard eval: checkpoint {path} does not exist")
@@ -108,7 +115,8 @@ def _evaluate(args: argparse.Namespace, rank: int, device: str) -> int:
     try:
         result = evaluate(
             model, x, y, args.suite, eps, norm=args.norm, m=args.m, k=args.k, batch_size=args.batch_size,
-            seed=args.seed, mode=args.mode, quick=args.quick, run_checks=not args.no_checks, progress=say,
+            seed=args.seed, mode=args.mode, quick=args.quick, run_checks=not args.no_checks, progress=sink,
+            threads=args.threads,
         )
     except ValueError as err:
         raise SystemExit(f"gradguard eval: {err}") from None

@@ -10,6 +10,10 @@ HELP = "write the report of a run, or compare several runs side by side (Markdow
 EPILOG = """examples:
   gradguard report runs/mnist-sgn-quick                       # (re)write that run's report
   gradguard report runs/sgn runs/pgd-at runs/fast-at --out reports/sgn-vs-at
+
+A comparison labels each run by its folder (two runs of one config stay apart; equal folder names take their
+parent folders too). Columns marked * are cumulative: in a chained evaluation each attack ran only on the points
+still robust, so its number is the accuracy after it and every attack before it.
 """
 
 

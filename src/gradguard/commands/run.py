@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from gradguard.rundir import IF_EXISTS
+from gradguard.threads import parse_threads
 
 HELP = "train, evaluate and report one experiment from a TOML config, into one run directory"
 EPILOG = """examples:
   gradguard run configs/mnist-sgn-quick.toml
   gradguard run configs/mnist-pgd-at.toml --set train.epochs=2 --set eval.eps=[0.1,0.2,0.3]
   gradguard run configs/mnist-sgn-quick.toml --out runs/try2
+  gradguard run configs/mnist-sgn-quick.toml --if-exists new   # runs/mnist-sgn-quick taken: a new folder beside it
   gradguard run configs/mnist-sgn-quick.toml --resume runs/mnist-sgn-quick   # after Ctrl-C or a crash
 
 The run directory holds config.toml, metrics.jsonl, checkpoints/, model.safetensors, evaluation.json,
@@ -23,18 +28,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config key, e.g. --set train.epochs=2 (repeatable)")
     parser.add_argument("--out", help="run directory (default: runs/<config name>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
+    parser.add_argument("--if-exists", choices=IF_EXISTS, default="error",
+                        help="when the run folder already holds a run: error (default; says how to go on), new "
+                             "(a new folder <dir>-<UTC date-time> beside it) or overwrite (replace it)")
+    parser.add_argument("--threads", type=parse_threads, default=None, metavar="N",
+                        help="torch CPU threads: N, 0 (leave as is) or auto (by load); "
+                             "default: the config's train.threads and eval.threads (1)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from gradguard.runner import run_experiment
+    from gradguard.config import ConfigError, load_config
+    from gradguard.errors import EXIT_USER_ERROR
+    from gradguard.rundir import choose_run_dir, interrupted_message
+    from gradguard.runner import RunExistsError, run_experiment
 
-    try:  # a UserError (bad config, data, run folder) reaches gradguard.cli: one line, exit status 1
-        out = run_experiment(args.config, overrides=args.overrides, run_dir=args.resume or args.out,
-                             resume=bool(args.resume))
+    out = Path(args.resume or args.out or "runs/<name>")
+    try:
+        cfg = load_config(args.config, args.overrides)
+        out = Path(args.resume or args.out or Path("runs") / cfg.name)
+        if not args.resume:  # chosen here, so that Ctrl-C can name the folder
+            wanted, out = out, choose_run_dir(out, args.if_exists, config=args.config)
+            if out != wanted:
+                print(f"gradguard run: {wanted} already holds a run (kept); this run goes to {out}", file=sys.stderr)
+        out = run_experiment(cfg, run_dir=out, resume=bool(args.resume), threads=args.threads)
+    except (ConfigError, RunExistsError, FileNotFoundError) as err:
+        print(f"gradguard run: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        target = args.resume or args.out or "runs/<name>"
-        print(f"gradguard run: interrupted; continue with: gradguard run {args.config} --resume {target}",
-              file=sys.stderr)
+        print(interrupted_message("gradguard run", out, args.config), file=sys.stderr)
         return 130
     print(out / "report.html")
     return 0

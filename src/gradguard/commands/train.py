@@ -7,11 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+from gradguard.rundir import IF_EXISTS
+from gradguard.threads import parse_threads
+
 HELP = "train a model from a TOML experiment config (resumable; torchrun for multi-GPU)"
 EPILOG = """examples:
   gradguard train configs/mnist-pgd-at.toml
   gradguard train configs/mnist-pgd-at.toml --set train.epochs=2 --set train.lr=0.05 --out runs/quick
   gradguard train --resume runs/quick            # continue after Ctrl-C, a crash or SIGKILL
+  gradguard train configs/mnist-pgd-at.toml --if-exists new   # runs/<name> taken: a new folder beside it
   torchrun --nproc_per_node=4 -m gradguard train configs/cifar10-pgd-at.toml --out runs/c10
 
 --set takes a dotted key and a TOML value (train.eps=0.1, train.milestones=[0.5,0.75], model.name=madry-cnn);
@@ -25,13 +29,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config key (repeatable), e.g. --set train.lr=0.1")
     parser.add_argument("--out", help="run directory (default: runs/<config name>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    parser.add_argument("--if-exists", choices=IF_EXISTS, default="error",
+                        help="when the run folder already holds a run: error (default; says how to go on), new "
+                             "(a new folder <dir>-<UTC date-time> beside it) or overwrite (replace it)")
+    parser.add_argument("--threads", type=parse_threads, default=None, metavar="N",
+                        help="torch CPU threads: N, 0 (leave as is) or auto (by load); "
+                             "default: the config's train.threads (1)")
 
 
 def run(args: argparse.Namespace) -> int:
     from gradguard.config import ConfigError, load_config
     from gradguard.errors import EXIT_USER_ERROR
+    from gradguard.rundir import choose_run_dir, interrupted_message
     from gradguard.training import train
 
+    run_dir = Path(args.resume or args.out or "runs/<name>")
     try:
         if args.resume:
             run_dir = Path(args.resume)
@@ -49,7 +61,15 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError("give a CONFIG file (or --resume RUN_DIR)")
             cfg = load_config(args.config, args.overrides)
             run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
-        summary = train(cfg, run_dir, resume=bool(args.resume))
+            if args.if_exists != "error":  # "error" is the trainer's own check
+                wanted, run_dir = run_dir, choose_run_dir(run_dir, args.if_exists, command="gradguard train")
+                if run_dir != wanted:
+                    print(f"gradguard train: {wanted} already holds a run (kept); this run goes to {run_dir}",
+                          file=sys.stderr)
+        summary = train(cfg, run_dir, resume=bool(args.resume), threads=args.threads)
+    except KeyboardInterrupt:
+        print(interrupted_message("gradguard train", run_dir), file=sys.stderr)
+        return 130
     except (ConfigError, FileExistsError, FileNotFoundError) as e:
         print(f"gradguard train: {e}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -23,7 +23,7 @@ from gradguard.data import cache
 from gradguard.data.dataset import ImageData
 from gradguard.data.download import download_routes
 from gradguard.data.errors import DatasetError, DatasetNotFoundError
-from gradguard.data.sources import Found, Route, expected_files, local_routes, locate_in_dir
+from gradguard.data.sources import Found, Route, expected_files, local_routes, locate_in_dir, where_to_get
 from gradguard.data.specs import SPECS, get_spec
 
 __all__ = ["load", "fetch", "info", "available", "is_cached", "SPLITS"]
@@ -73,11 +73,13 @@ def _store(name: str, found: Found, fingerprint: list[list[object]] | None) -> d
     return stored
 
 
-def _not_found(name: str, root: Path | None, tried: list[str]) -> DatasetNotFoundError:
+def _not_found(name: str, root: Path | None, tried: list[str], download: bool) -> DatasetNotFoundError:
     lines = [f"dataset {name!r} not found."]
     lines += [f"  tried {t}" for t in tried]
     lines.append(f"Expected in a folder given by --root/root=/GRADGUARD_DATA: {expected_files(name)}.")
-    lines.append(f"Fetch it with: gradguard data fetch {name}" + (f" --root {root}" if root else ""))
+    lines += where_to_get(name)
+    if not download:  # advice to fetch, unless fetching is what just failed
+        lines.append(f"Fetch it with: gradguard data fetch {name}" + (f" --root {root}" if root else ""))
     return DatasetNotFoundError("\n".join(lines), root)
 
 
@@ -121,7 +123,7 @@ def _ensure(
         except DatasetNotFoundError as exc:
             tried.append(f"{route.label}: {str(exc).splitlines()[0]}")
     if not download:
-        raise _not_found(name, user_root, tried)
+        raise _not_found(name, user_root, tried, download)
     first_bad: DatasetError | None = None
     for route in download_routes(name):
         try:
@@ -133,7 +135,7 @@ def _ensure(
             first_bad = first_bad or exc
     if first_bad is not None:
         raise first_bad
-    raise _not_found(name, user_root, tried)
+    raise _not_found(name, user_root, tried, download)
 
 
 def load(

@@ -82,6 +82,31 @@ def expected_files(name: str) -> str:
     return "nothing: digits ships inside scikit-learn"
 
 
+CIFAR_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
+
+
+def where_to_get(name: str) -> list[str]:
+    """Where a dataset the sources did not have can come from, and how to hand a local copy to the loader."""
+    if name == "cifar10":
+        return [
+            f"CIFAR-10 comes from {CIFAR_PAGE}: download {cifar.ARCHIVE} (the python pickle batches, the "
+            f"exact data) and pass it: gradguard data fetch cifar10 --root PATH/{cifar.ARCHIVE} (the archive, the "
+            f"folder holding it, or its extracted {cifar.FOLDER}/).",
+            f"Without the web: the lossy JPEG copy {CIFAR_JPEG}.tar.gz (an image-folder archive, "
+            f"{CIFAR_JPEG}/{{train,test}}/<class>/*.jpg) is read the same way: gradguard data fetch cifar10 --root "
+            f"../shared/data/{CIFAR_JPEG}.tar.gz (or the extracted folder; any folder in that layout works).",
+            "GRADGUARD_DATA=DIR does what --root does, for every command; config files take data.root.",
+        ]
+    if name == "stl10":
+        return ["STL-10 comes from http://ai.stanford.edu/~acoates/stl10/ (stl10_binary.tar.gz): extract it and "
+                f"pass the folder holding {stl10.FOLDER}/: gradguard data fetch stl10 --root DIR "
+                "(or GRADGUARD_DATA=DIR, or data.root in a config)."]
+    if name in ("mnist", "fashion-mnist"):
+        return [f"Put the four files (from any {name} mirror) in a folder and pass it: gradguard data fetch {name} "
+                "--root DIR (or GRADGUARD_DATA=DIR, or data.root in a config)."]
+    return []
+
+
 _VERIFIED = "md5 of every decompressed file equals the published value"
 
 

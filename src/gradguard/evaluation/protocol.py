@@ -32,7 +32,9 @@ from gradguard.evaluation.result import AttackRecord, EvalResult
 from gradguard.evaluation.suites import SUITE_DEFAULT_K, AttackSpec, attack_settings, build_suite
 from gradguard.inputs import check_attack_inputs, check_label_range
 from gradguard.passes import PassCounter
+from gradguard.progress import work_progress
 from gradguard.specs import default_eps
+from gradguard.threads import DEFAULT_THREADS, ThreadsSetting, torch_threads
 from gradguard.threat import normalize_norm
 
 __all__ = ["evaluate", "MODES"]
@@ -149,9 +151,12 @@ def _instantiate(name: str, spec: AttackLike, eps: float, seed: int) -> Any:
 
 def _run_attack(
     attack: Any, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor, *, name: str, eps: float, norm: str,
-    m: int, batch_size: int, randomized: bool, device: torch.device,
+    m: int, batch_size: int, randomized: bool, device: torch.device, say: Callable[[str], None] | None = None,
 ) -> tuple[Tensor, float, int, int]:
-    """Attack x[idx]; returns (fooled mask over idx, wall seconds, gradient evaluations, queries)."""
+    """Attack x[idx]; returns (fooled mask over idx, wall seconds, gradient evaluations, queries).
+
+    With `say`, a bar on a terminal (else a line per tenth of the points) shows the points done and the time left.
+    """
     from gradguard.threat import threat_model
 
     ball = threat_model(norm, eps)
@@ -159,6 +164,7 @@ def _run_attack(
     counter = PassCounter(model)  # the fallback count for attacks that keep none of their own
     elapsed = 0.0
     own_grads = own_queries = hook_samples = hook_grads = 0
+    bar = work_progress(len(idx), f"eps={eps:g} {name}", say)
     try:
         for start in range(0, len(idx), batch_size):
             sel = idx[start : start + batch_size]
@@ -188,7 +194,9 @@ def _run_attack(
             with torch.no_grad():
                 pred = predict_labels(model, x_adv, m, batch_size, randomized=randomized)
             fooled[start : start + len(sel)] = pred != yb.cpu()
+            bar.update(len(sel))
     finally:
+        bar.close()
         counter.remove()
     if own_grads >= 0 and len(idx):
         return fooled, elapsed, own_grads, own_queries
@@ -213,6 +221,7 @@ def evaluate(
     check_n: int = 200,
     large_eps_steps: int = 20,
     progress: Callable[[str], None] | None = None,
+    threads: ThreadsSetting = DEFAULT_THREADS,
 ) -> EvalResult:
     """Evaluate `model` on (x, y) against an attack ensemble at each eps; see the module docstring.
 
@@ -222,6 +231,9 @@ def evaluate(
     for a dict of attacks, the smallest `eot` the built white-box attacks declare, recorded and used by the checks).
     `eps` None takes the command line's default, `gradguard.specs.default_eps(norm, channels)`: 0.3 or 8/255 for
     linf, 2.0 or 0.5 for l2, on 1- or 3-channel images.
+    `threads`: torch CPU threads during the call (an int, 0 = as set, or "auto"; `gradguard.threads`), restored
+    after it. `progress` receives one line per step; with it, each attack also shows a bar on a terminal, or a
+    line every 10% of its points when stderr is not a terminal.
     """
     if y is None:
         if not hasattr(x, "tensors"):
@@ -249,7 +261,8 @@ def evaluate(
     device = model_device(model)
     t_start = time.perf_counter()
 
-    with eval_mode(model), _seeded_randomness(model, (seed * 1_000_003 + rank) % 2**64, device):
+    with torch_threads(threads) as threads_used, eval_mode(model), \
+            _seeded_randomness(model, (seed * 1_000_003 + rank) % 2**64, device):
         zoo = _is_randomized_flag(model)
         detected, max_diff = detect_randomness(model, xl[:64]) if len(xl) else (False, 0.0)
         flags_rand = _all_reduce([float(detected), max_diff], op="max")
@@ -283,7 +296,7 @@ def evaluate(
                 idx = torch.nonzero(todo).flatten()
                 fooled, wall, grads, queries = _run_attack(
                     attack, model, xl, yl, idx, name=name, eps=eps_value, norm=norm, m=m, batch_size=batch_size,
-                    randomized=randomized, device=device,
+                    randomized=randomized, device=device, say=progress,
                 )
                 tried[name][e, idx] = True
                 succ[name][e] = ~correct_l
@@ -339,6 +352,8 @@ def evaluate(
         clean_correct=clean_correct, clean_correct_single=clean_single, success=worst, attacks=records,
         meta=_meta(model, device, wall_total, world, batch_size, quick and suite != "custom", num_classes),
     )
+    result.meta["torch_threads"] = threads_used  # the environment record is taken after the count was restored
+    result.meta["environment"]["torch_threads"] = threads_used
     draws = draw_mode(model, x[:1].to(device)) if randomized and len(x) else None
     result.flags = [checks.randomness_flag(randomized, max_diff, k_eff, m, draws)]
     result.flags.append(checks.gradient_free_flag(succ_full, tried_full, kinds, clean_correct))

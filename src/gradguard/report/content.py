@@ -13,7 +13,7 @@ from gradguard.report.plots import line_plot
 from gradguard.report.records import RunRecord, ran_quick
 from gradguard.report.reference import matching_curves
 
-__all__ = ["run_document", "comparison_document"]
+__all__ = ["run_document", "comparison_document", "run_labels"]
 
 
 def _pct(v: float | None) -> str:
@@ -67,19 +67,29 @@ def _protocol_line(ev: dict[str, Any]) -> str:
     return text
 
 
+_CUMULATIVE_NOTE = ("* cumulative (chained evaluation): robust accuracy after this attack and all before it, each "
+                    "attack having run only on the points still robust")
+
+
+def _attack_header(name: str, cumulative: set[str]) -> str:
+    return f"{name}*" if name in cumulative else name
+
+
 def _accuracy_table(r: RunRecord) -> Table:
     ev = r.evaluation
     n = ev.get("n")
     per_attack = r.attack_accuracy()
-    header = ["eps", "clean", *per_attack, "worst case"]
+    cumulative = r.cumulative_attacks()
+    header = ["eps", "clean", *(_attack_header(a, cumulative) for a in per_attack), "worst case"]
     rows = []
     for i, eps in enumerate(ev.get("eps", [])):
         rows.append([f"{eps:g}", _pct_ci(ev.get("clean_accuracy"), n),
                      *[_pct_ci(v[i] if i < len(v) else None, n) for v in per_attack.values()],
                      _pct_ci(ev["robust_accuracy"][i], n)])
     caption = ("accuracy in % with its 95% Wilson interval on the n test images (per attack: its own robust "
-               "accuracy where every point was attacked, else cumulative; worst case: the share of images robust "
-               "to every attack)")
+               "accuracy where every point was attacked; worst case: the share of images robust to every attack)")
+    if cumulative & set(per_attack):
+        caption += "; " + _CUMULATIVE_NOTE
     return Table(header, rows, caption=caption)
 
 
@@ -130,10 +140,12 @@ def run_document(r: RunRecord, out_dir: Path) -> Document:
     doc.add(Heading("Training"))
     final, best = tr.get("final_val") or {}, tr.get("best_val") or {}
     if final:
+        checkpoints = [("final", final), ("best", best)] if best and best.get("step") != final.get("step") else [
+            ("final (also the best)" if best else "final", final)]
         doc.add(Table(["checkpoint", "step", "val clean %", "val robust %", "wall s", "fb passes"], [
             [label, str(v.get("step")), _pct(v.get("val_clean_acc")), _pct(v.get("val_robust_acc")),
              _num(v.get("wall_s"), "{:,.1f}"), _num(v.get("fb_passes"))]
-            for label, v in (("final", final), ("best", best)) if v
+            for label, v in checkpoints
         ], caption="robust validation on the held-out subset (the time-to-robustness log)"))
     train_recs = r.records("train")
     steps = [t["step"] for t in train_recs]
@@ -182,30 +194,49 @@ def run_document(r: RunRecord, out_dir: Path) -> Document:
     return doc
 
 
+def run_labels(runs: Sequence[RunRecord]) -> list[str]:
+    """One label per run, from its folder: two runs of one config (different `--out`) stay two runs. Equal folder
+    names take their parent folders too (`a/seed0`, `b/seed0`), and an index when even the paths are equal."""
+    parts = [Path(r.run_dir).resolve().parts for r in runs]
+    depth = 1
+    labels = [p[-1] for p in parts]
+    while len(set(labels)) < len(labels) and depth < max(len(p) for p in parts):
+        depth += 1
+        labels = ["/".join(p[-depth:]) for p in parts]
+    if len(set(labels)) < len(labels):  # the same folder given twice
+        labels = [f"{p[-1]} ({i + 1})" for i, p in enumerate(parts)]
+    return labels
+
+
 def comparison_document(runs: Sequence[RunRecord], out_dir: Path) -> Document:
-    doc = Document("gradguard comparison: " + ", ".join(r.name for r in runs))
+    labels = run_labels(runs)
+    doc = Document("gradguard comparison: " + ", ".join(labels))
     eps_sets = {tuple(r.evaluation.get("eps", [])) for r in runs}
     attacks: list[str] = []
+    cumulative: set[str] = set()
     for r in runs:
         attacks += [a for a in r.attack_accuracy() if a not in attacks]
+        cumulative |= r.cumulative_attacks()
     base = runs[0].evaluation
     base_by_eps = dict(zip(base.get("eps", []), base.get("robust_accuracy", []), strict=False))
-    header = ["run", "recipe", "eps", "clean", *attacks, "worst case", f"worst case vs {runs[0].name}",
-              "train wall s", "fb passes", "m", "k"]
+    header = ["run", "config", "recipe", "eps", "clean", *(_attack_header(a, cumulative) for a in attacks),
+              "worst case", f"worst case vs {labels[0]}", "train wall s", "fb passes", "m", "k"]
     rows = []
-    for r in runs:
+    for label, r in zip(labels, runs, strict=True):
         ev, tr, acc = r.evaluation, r.training, r.attack_accuracy()
         n = ev.get("n")
         for i, eps in enumerate(ev.get("eps", [])):
             worst = ev["robust_accuracy"][i]
             versus = "-" if r is runs[0] else _versus(worst, base_by_eps.get(eps), int(n or 0), int(base.get("n") or 0))
-            rows.append([r.name, tr.get("recipe", {}).get("name", "?"), f"{eps:g}",
+            rows.append([label, r.name, tr.get("recipe", {}).get("name", "?"), f"{eps:g}",
                          _pct_ci(ev.get("clean_accuracy"), n),
                          *[_pct_ci(acc[a][i], n) if a in acc else "-" for a in attacks], _pct_ci(worst, n), versus,
                          _num(tr.get("wall_s"), "{:,.1f}"), _num(tr.get("fb_passes")), str(ev.get("m")),
                          str(ev.get("k"))])
-    doc.add(Table(header, rows, caption="accuracy in % with its 95% Wilson interval; a run is called higher or lower "
-                                        f"than {runs[0].name} only when the two intervals do not overlap"))
+    caption = ("accuracy in % with its 95% Wilson interval; a run is called higher or lower than "
+               f"{labels[0]} only when the two intervals do not overlap")
+    caption += "; " + _CUMULATIVE_NOTE if cumulative & set(attacks) else ""
+    doc.add(Table(header, rows, caption=caption))
     if len(eps_sets) > 1:
         doc.add(Paragraph("Note: the runs were evaluated at different epsilons."))
     datasets = {r.results.get("dataset", {}).get("source") for r in runs}
@@ -213,17 +244,18 @@ def comparison_document(runs: Sequence[RunRecord], out_dir: Path) -> Document:
     if any(r.results.get("dataset", {}).get("lossy") for r in runs):
         doc.add(Paragraph("At least one run used the lossy JPEG copy of CIFAR-10."))
     doc.add(Heading("Masking checks"))
-    for r in runs:
+    for label, r in zip(labels, runs, strict=True):
         trig = [f["name"] for f in r.evaluation.get("flags", []) if f["triggered"]]
-        doc.add(Paragraph(f"`{r.name}`: " + (", ".join(f"**{t}**" for t in trig) if trig else "no flag raised")))
+        doc.add(Paragraph(f"`{label}`: " + (", ".join(f"**{t}**" for t in trig) if trig else "no flag raised")))
     for xkey, xlabel in (("wall_s", "training wall seconds"), ("fb_passes", "forward+backward passes")):
-        series = {r.name: ([v[xkey] for v in r.records("val")], [v["val_robust_acc"] for v in r.records("val")])
-                  for r in runs}
+        series = {label: ([v[xkey] for v in r.records("val")], [v["val_robust_acc"] for v in r.records("val")])
+                  for label, r in zip(labels, runs, strict=True)}
         png = line_plot(out_dir / f"time_to_robustness_{xkey}.png", series, title="time to robustness",
                         xlabel=xlabel, ylabel="robust validation accuracy", ylim=(0, 1))
         if png:
             doc.add(Image(png, f"robust validation accuracy against {xlabel}"))
-    series = {r.name: (r.evaluation.get("eps", []), r.evaluation.get("robust_accuracy", [])) for r in runs}
+    series = {label: (r.evaluation.get("eps", []), r.evaluation.get("robust_accuracy", []))
+              for label, r in zip(labels, runs, strict=True)}
     if any(len(v[0]) > 1 for v in series.values()):
         png = line_plot(out_dir / "robust_vs_eps.png", series, title="worst-case robust accuracy",
                         xlabel="epsilon", ylabel="accuracy", ylim=(0, 1))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,15 +97,16 @@ class Document:
         for b in self.blocks:
             if isinstance(b, Heading):
                 level = min(max(b.level, 2), 6)
-                body.append(f"<h{level}>{e(b.text)}</h{level}>")
+                body.append(f"<h{level}>{_inline_html(b.text)}</h{level}>")
             elif isinstance(b, Paragraph):
                 body.append(f"<p>{_inline_html(b.text)}</p>")
             elif isinstance(b, Code):
                 body.append(f"<pre><code>{e(b.text)}</code></pre>")
             elif isinstance(b, Table):
-                cap = f"<caption>{e(b.caption)}</caption>" if b.caption else ""
-                head = "".join(f"<th>{e(h)}</th>" for h in b.header)
-                rows = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in b.rows)
+                cap = f"<caption>{_inline_html(b.caption)}</caption>" if b.caption else ""
+                head = "".join(f"<th>{_inline_html(h)}</th>" for h in b.header)
+                rows = "".join("<tr>" + "".join(f"<td>{_inline_html(str(c))}</td>" for c in row) + "</tr>"
+                               for row in b.rows)
                 body.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
             elif isinstance(b, Image):
                 data = base64.b64encode(Path(b.path).read_bytes()).decode("ascii")
@@ -113,7 +115,7 @@ class Document:
             elif isinstance(b, Flags):
                 items = "".join(
                     f'<li class="{"warn" if t else "ok"}"><strong>{"WARNING" if t else "ok"}</strong> '
-                    f"<code>{e(n)}</code>: {e(m)}</li>"
+                    f"<code>{e(n)}</code>: {_inline_html(m)}</li>"
                     for n, t, m in b.items
                 )
                 body.append(f'<ul class="flags">{items}</ul>')
@@ -137,10 +139,33 @@ def _relative(path: Path, base: Path) -> str:
         return Path(path).as_posix()
 
 
+_CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+
+
 def _inline_html(text: str) -> str:
-    """Escape, then turn `code` spans into <code> (the only inline markup reports use)."""
-    parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    """The inline Markdown reports use, as HTML: `code`, **bold** and [links](url); everything else escaped.
+
+    Code spans are taken first, so that `**` or brackets inside them stay literal, as in Markdown.
+    """
+    out, pos = [], 0
+    for m in _CODE.finditer(text):
+        out += [_bold_and_links(text[pos : m.start()]), f"<code>{html.escape(m.group(1))}</code>"]
+        pos = m.end()
+    out.append(_bold_and_links(text[pos:]))
+    return "".join(out)
+
+
+def _bold_and_links(text: str) -> str:
+    def link(m: re.Match[str]) -> str:
+        url = html.unescape(m.group(2))
+        if re.match(r"^[a-z][a-z0-9+.-]*:", url, re.I) and not url.lower().startswith(("http:", "https:")):
+            return m.group(0)  # javascript: and the like stay text
+        return f'<a href="{html.escape(url)}">{m.group(1)}</a>'
+
+    escaped = html.escape(text, quote=False)
+    return _LINK.sub(link, _BOLD.sub(r"<strong>\1</strong>", escaped))
 
 
 _PAGE = """<!doctype html>

@@ -29,7 +29,7 @@ def line_plot(
     series = {k: v for k, v in series.items() if len(v[0]) > 0}
     if not series:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for label, (xs, ys) in series.items():
         ax.plot(list(xs), list(ys), marker="o" if len(xs) <= 30 else None, markersize=3, label=label)
     ax.set_title(title)

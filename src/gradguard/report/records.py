@@ -36,6 +36,16 @@ class RunRecord:
     def records(self, kind: str) -> list[dict[str, Any]]:
         return [r for r in self.metrics if r.get("kind") == kind]
 
+    def cumulative_attacks(self) -> set[str]:
+        """The attacks whose column in `attack_accuracy` is cumulative (chained: each ran only on the points all
+        earlier attacks left robust, so its number is the accuracy after it and all before it)."""
+        out = set()
+        for name, rec in self.evaluation.get("attacks", {}).items():
+            own = rec.get("robust_accuracy") or []
+            if not (own and all(v is not None for v in own)):
+                out.add(name)
+        return out
+
     def attack_accuracy(self) -> dict[str, list[float | None]]:
         """Per attack: its own robust accuracy per eps when measured on every point, else the cumulative one."""
         out = {}

@@ -29,7 +29,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from gradguard.atomic import atomic_write_text
 from gradguard.checkpoint import (
@@ -44,9 +43,12 @@ from gradguard.checkpoint import (
 from gradguard.config import ExperimentConfig, dump_config
 from gradguard.errors import GradguardError
 from gradguard.passes import PassCounter
+from gradguard.progress import terminal_bar
 from gradguard.provenance import environment
+from gradguard.rundir import RunExistsError, run_exists_message
 from gradguard.runlock import hold_run_dir
 from gradguard.runlog import MetricsLog, read_metrics
+from gradguard.threads import ThreadsSetting, torch_threads
 from gradguard.threat import threat_model
 from gradguard.training import distributed as ddp
 from gradguard.training.finite import all_finite, first_non_finite
@@ -198,15 +200,19 @@ def _restore_rng(tensors: dict[str, Tensor], recipe_gen: torch.Generator, device
 # --------------------------------------------------------------------------------------------------- the loop
 
 
-def train(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
+def train(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False,
+          threads: ThreadsSetting | None = None) -> dict[str, Any]:
     """Run one experiment into `run_dir`; returns the summary (also written to `train_summary.json`).
 
     `resume=True` continues from `run_dir/checkpoints/last.safetensors` (the config must be the run's own).
+    `threads` (an int or "auto", see `gradguard.threads`) replaces `train.threads` for this call only, without
+    changing the config, so a resumed run can take another thread count; torch's setting is restored afterwards.
     Raises NonFiniteLossError on a NaN/inf loss or weight (the last good checkpoint stays), RunLockedError when
     another process holds `run_dir`, ResumeError when the folder cannot be continued, and KeyboardInterrupt after
     saving a resumable checkpoint on Ctrl-C.
     """
-    return _Run(config, Path(run_dir), resume).run()
+    with torch_threads(config.train.threads if threads is None else threads):
+        return _Run(config, Path(run_dir), resume).run()
 
 
 class _Run:
@@ -217,8 +223,6 @@ class _Run:
     # -- setup ----------------------------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg, t = self.cfg, self.cfg.train
-        if t.threads:
-            torch.set_num_threads(t.threads)
         self.info = ddp.setup(t.device)
         self.device = self.info.device
         cuda = self.device.type == "cuda"
@@ -242,7 +246,7 @@ class _Run:
             warnings.warn(f"{last} does not exist: starting {self.run_dir} from the beginning", stacklevel=3)
             self.resume = False
         elif last.exists():
-            raise FileExistsError(f"{self.run_dir} already holds a run ({last}); resume it or choose another dir")
+            raise RunExistsError(run_exists_message(self.run_dir, "gradguard train"))
         if self.info.is_main and not self.resume:  # first thing written: from here on the run can be resumed
             atomic_write_text(self.run_dir / "config.toml", dump_config(cfg))
 
@@ -473,7 +477,6 @@ class _Run:
 
     # -- run ------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        threads = torch.get_num_threads()
         lock = hold_run_dir(self.run_dir) if ddp.launched_rank() == 0 else contextlib.nullcontext()
         try:
             with lock:
@@ -489,15 +492,13 @@ class _Run:
                 self.counter.remove()
             if hasattr(self, "info"):
                 ddp.teardown(self.info)
-            torch.set_num_threads(threads)  # train.threads applies to the run only
 
     def _loop(self, flag: _InterruptFlag) -> None:
         t, p = self.cfg.train, self.p
         main = self.info.is_main
         if p.batches_done == 0 and t.val_at_start and p.best_step < 0:
             self._validate()
-        bar = tqdm(total=self.total_batches, initial=p.batches_done, disable=not (t.progress and main),
-                   dynamic_ncols=True, leave=False)
+        bar = terminal_bar(self.total_batches, initial=p.batches_done, disable=not (t.progress and main))
         if not self.window:
             self.window = _new_window(p.wall_s)
         win, win_logs = self.window, self.window["logs"]
@@ -592,7 +593,8 @@ class _Run:
                                    "recipe": self.recipe.describe(),
                                    **{k: v for k, v in asdict(self.p).items() if k not in ("metrics_offset",)},
                                    "epochs": self._epochs_done(), "world_size": self.info.world_size,
-                                   "stopped_early": self.p.batches_done < self.total_batches}
+                                   "stopped_early": self.p.batches_done < self.total_batches,
+                                   "torch_threads": torch.get_num_threads()}
         if main:
             self.log.offset()
             vals = read_metrics(self.run_dir / "metrics.jsonl", "val")
