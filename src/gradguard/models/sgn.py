@@ -92,8 +92,8 @@ class LearnedResponse(nn.Module):
 
     It works channel by channel with shared weights (each channel of the tap is a 2-channel image: activation and
     gradient), so one module fits a tap of any width and needs no shape probing. The last layer starts at zero, so
-    at step 0 the direction is the gradient's: ``tanh(sharpness * g)`` (close to ``sign(g)``) for linf, ``g / ||g||``
-    for l2; the module can only learn to be stronger than FGSM from there.
+    at step 0 the direction is the gradient's: ``tanh(sharpness * g)`` for linf (``sign(g)`` where ``|g|`` is large,
+    smaller where it is small, so softer than FGSM at first), ``g / ||g||`` for l2; training moves it from there.
     """
 
     def __init__(self, hidden: int = 8, sharpness: float = 10.0, layers: int = 3) -> None:
