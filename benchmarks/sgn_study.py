@@ -67,6 +67,8 @@ def _sgn(response: str, refine: int, *extra: str) -> list[str]:
 METHODS: list[Run] = [
     Run("pgd40", "PGD-AT-40 (40 x 0.01, random start)", "A", 6, [
         "train.recipe=\"pgd_at\"", *SGN_SCHEDULE, "train.recipe_args={steps=40, alpha=0.01, random_start=true}"], 41),
+    Run("pgd40_2ep", "PGD-AT-40 on a 2-epoch schedule (is its passes-to-X the schedule's?)", "A", 2, [
+        "train.recipe=\"pgd_at\"", *SGN_SCHEDULE, "train.recipe_args={steps=40, alpha=0.01, random_start=true}"], 41),
     Run("fast_at", "Fast-AT (Wong et al.: 0.375 from random start, cyclic lr, early stop)", "B", 10, [
         "train.recipe=\"fast_at\"", *WONG_SCHEDULE, "train.recipe_args={alpha_ratio=1.25, random_start=true}"], 2),
     Run("n_fgsm", "N-FGSM (noise 2 eps, step eps, no clipping)", "B", 10, [
@@ -144,7 +146,7 @@ def record_start(out: Path, cmd: list[str]) -> None:
 
 #: The final models scored with the full standard suite (the rest keep their curve only: the suite costs minutes per
 #: model on a CPU). Fast-AT is scored at its best validation (early stopping, as Wong et al. prescribe).
-FINAL = ("pgd40", "pgd10", "fast_at", "n_fgsm", "sgn_learned_r1", "sgn_frozen_r1", "sgn_sign_r1")
+FINAL = ("pgd40", "pgd40_2ep", "pgd10", "fast_at", "n_fgsm", "sgn_learned_r1", "sgn_frozen_r1", "sgn_sign_r1")
 
 
 def final_model(out: Path, key: str) -> Path:
@@ -320,7 +322,7 @@ def plot(root: Path, seeds: tuple[int, ...], path: Path) -> None:
 def reference_curves(root: Path, seed: int = 0) -> dict[str, Any]:
     """The baselines' curves in the form the main job's report overlays (report/reference.py)."""
     curves = []
-    for key in ("pgd40", "pgd10", "fast_at"):
+    for key in ("pgd40", "pgd40_2ep", "pgd10", "fast_at"):
         run = next(r for r in METHODS if r.key == key)
         out = run_dir(root, run, seed)
         rec = val_records(out)
