@@ -69,6 +69,11 @@ METHODS: list[Run] = [
         "train.recipe=\"pgd_at\"", *SGN_SCHEDULE, "train.recipe_args={steps=40, alpha=0.01, random_start=true}"], 41),
     Run("pgd40_2ep", "PGD-AT-40 on a 2-epoch schedule (is its passes-to-X the schedule's?)", "A", 2, [
         "train.recipe=\"pgd_at\"", *SGN_SCHEDULE, "train.recipe_args={steps=40, alpha=0.01, random_start=true}"], 41),
+    # The one-step baselines given SGN's own schedule and eps ramp-up: any gain left over is SGN's, not the schedule's.
+    Run("n_fgsm_sgnsched", "N-FGSM on SGN's schedule (one-cycle 3e-3, eps ramp-up over epoch 1)", "B", 4, [
+        "train.recipe=\"n_fgsm\"", *SGN_SCHEDULE, "train.recipe_args={}"], 2),
+    Run("fast_at_sgnsched", "Fast-AT on SGN's schedule (one-cycle 3e-3, eps ramp-up over epoch 1)", "B", 4, [
+        "train.recipe=\"fast_at\"", *SGN_SCHEDULE, "train.recipe_args={alpha_ratio=1.25, random_start=true}"], 2),
     Run("fast_at", "Fast-AT (Wong et al.: 0.375 from random start, cyclic lr, early stop)", "B", 10, [
         "train.recipe=\"fast_at\"", *WONG_SCHEDULE, "train.recipe_args={alpha_ratio=1.25, random_start=true}"], 2),
     Run("n_fgsm", "N-FGSM (noise 2 eps, step eps, no clipping)", "B", 10, [
@@ -146,7 +151,7 @@ def record_start(out: Path, cmd: list[str]) -> None:
 
 #: The final models scored with the full standard suite (the rest keep their curve only: the suite costs minutes per
 #: model on a CPU). Fast-AT is scored at its best validation (early stopping, as Wong et al. prescribe).
-FINAL = ("pgd40", "pgd40_2ep", "pgd10", "fast_at", "n_fgsm", "sgn_learned_r1", "sgn_frozen_r1", "sgn_sign_r1")
+FINAL = ("pgd40", "pgd40_2ep", "n_fgsm_sgnsched", "pgd10", "fast_at", "n_fgsm", "sgn_learned_r1", "sgn_frozen_r1", "sgn_sign_r1")
 
 
 def final_model(out: Path, key: str) -> Path:
