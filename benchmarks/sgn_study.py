@@ -151,7 +151,8 @@ def record_start(out: Path, cmd: list[str]) -> None:
 
 #: The final models scored with the full standard suite (the rest keep their curve only: the suite costs minutes per
 #: model on a CPU). Fast-AT is scored at its best validation (early stopping, as Wong et al. prescribe).
-FINAL = ("pgd40", "pgd40_2ep", "n_fgsm_sgnsched", "pgd10", "fast_at", "n_fgsm", "sgn_learned_r1", "sgn_frozen_r1", "sgn_sign_r1")
+FINAL = ("pgd40", "pgd40_2ep", "n_fgsm_sgnsched", "pgd10", "fast_at", "n_fgsm", "sgn_learned_r1", "sgn_frozen_r1",
+         "sgn_sign_r1")
 
 
 def final_model(out: Path, key: str) -> Path:
