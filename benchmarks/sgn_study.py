@@ -74,6 +74,8 @@ METHODS: list[Run] = [
         "train.recipe=\"n_fgsm\"", *SGN_SCHEDULE, "train.recipe_args={}"], 2),
     Run("fast_at_sgnsched", "Fast-AT on SGN's schedule (one-cycle 3e-3, eps ramp-up over epoch 1)", "B", 4, [
         "train.recipe=\"fast_at\"", *SGN_SCHEDULE, "train.recipe_args={alpha_ratio=1.25, random_start=true}"], 2),
+    Run("pgd2_sgnsched", "PGD-AT-2 (2 x 1.25 eps) on SGN's schedule: SGN-with-refinement's cost, no learned step", "B",
+        4, ["train.recipe=\"pgd_at\"", *SGN_SCHEDULE, "train.recipe_args={steps=2, random_start=true}"], 3),
     Run("fast_at", "Fast-AT (Wong et al.: 0.375 from random start, cyclic lr, early stop)", "B", 10, [
         "train.recipe=\"fast_at\"", *WONG_SCHEDULE, "train.recipe_args={alpha_ratio=1.25, random_start=true}"], 2),
     Run("n_fgsm", "N-FGSM (noise 2 eps, step eps, no clipping)", "B", 10, [
