@@ -107,9 +107,9 @@ def train_command(run: Run, seed: int, out: Path, *, toy: bool) -> list[str]:
         return [*exe, "--resume", str(out)]
     sets = [*COMMON, *run.overrides, f"seed={seed}", f"name=\"sgn-study-{run.key}-s{seed}\"",
             f"train.epochs={run.epochs}"]
-    if toy:  # a minute end to end: a few batches, tiny validation
-        sets += ["data.train_subset=400", "data.val_size=50", "train.val_attack_steps=2", "train.epochs=2",
-                 "train.val_every=0.5", "train.eps_rampup_epochs=0"]
+    if toy:  # seconds end to end, offline: the 8x8 digits set, a few batches, a tiny validation
+        sets += ["data.dataset=\"digits\"", "data.train_subset=400", "data.test_subset=100", "data.val_size=50",
+                 "train.val_attack_steps=2", "train.epochs=2", "train.val_every=0.5", "train.eps_rampup_epochs=0"]
     cmd = [*exe, str(BASE), "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]

@@ -85,7 +85,7 @@ def test_run_if_exists_new_goes_beside_and_says_where(tmp_path, monkeypatch, cap
     taken = _taken(tmp_path / "r")
     seen: list[Path] = []
     monkeypatch.setattr(gradguard.runner, "run_experiment", lambda cfg, run_dir, **kw: seen.append(run_dir) or run_dir)
-    assert main(["run", _config(tmp_path), "--out", str(taken)]) == 2
+    assert main(["run", _config(tmp_path), "--out", str(taken)]) == 1
     assert "--if-exists new" in capsys.readouterr().err and not seen
     assert main(["run", _config(tmp_path), "--out", str(taken), "--if-exists", "new"]) == 0
     assert seen[0].name.startswith("r-") and seen[0].parent == tmp_path

@@ -35,13 +35,18 @@ def test_wilson_interval_matches_the_closed_form() -> None:
     assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
 
 
+def _ok(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_toy_study_runs_end_to_end_and_summarizes(tmp_path: Path) -> None:
+    """Offline (the toy size trains on the 8x8 digits set): the queue, the skip of finished runs, the summary."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "sgn_study.py")]
     args = ["--root", str(tmp_path), "--seeds", "0", "--toy", "--only", "pgd40", "n_fgsm", "sgn_learned_r1"]
-    subprocess.run([*cmd, "run", *args], check=True, cwd=ROOT, capture_output=True)
-    subprocess.run([*cmd, "run", *args], check=True, cwd=ROOT, capture_output=True)  # done runs are skipped
-    subprocess.run([*cmd, "summary", "--root", str(tmp_path), "--seeds", "0"], check=True, cwd=ROOT,
-                   capture_output=True)
+    _ok([*cmd, "run", *args])
+    _ok([*cmd, "run", *args])  # done runs are skipped
+    _ok([*cmd, "summary", "--root", str(tmp_path), "--seeds", "0"])
     summary = json.loads((tmp_path / "summary.json").read_text())
     rows = {r["key"]: r for r in summary["seeds"]["0"]["rows"]}
     assert set(rows) == {"pgd40", "n_fgsm", "sgn_learned_r1"} and all(r["done"] for r in rows.values())

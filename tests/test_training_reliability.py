@@ -58,16 +58,28 @@ def _snapshot(d: Path) -> dict[str, bytes]:
 # ------------------------------------------------------------------------------------------- non-finite weights
 
 
-def test_lr_inf_stops_at_the_step_with_status_3_and_exports_nothing(tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    """The issue's case: the loss of the breaking step is finite, only the weights show it."""
+def test_lr_inf_stops_at_the_step_with_status_3_and_exports_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's case: the loss of the breaking step is finite, only the weights show it. `lr = inf` itself is now
+    refused when the config loads (tests/test_config_validation.py), so the optimizer step is made to break a weight
+    directly, as an infinite lr did."""
+    real_step = torch.optim.SGD.step
+
+    def breaking_step(self: torch.optim.SGD, *args: object, **kwargs: object) -> object:
+        out = real_step(self, *args, **kwargs)
+        with torch.no_grad():
+            self.param_groups[0]["params"][0].fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.SGD, "step", breaking_step)
     cfg = tmp_path / "c.toml"
     cfg.write_text(dump_config(parse_config(config())))
-    assert main(["train", str(cfg), "--set", "train.lr=inf", "--out", str(tmp_path / "r")]) == 3
+    assert main(["train", str(cfg), "--out", str(tmp_path / "r")]) == 3
     err = _one_line(capsys)
     assert "non-finite weights after the optimizer step at epoch 0 step 0" in err and "no checkpoint" in err
     assert not (tmp_path / "r" / "model.safetensors").exists()
-    assert main(["run", str(cfg), "--set", "train.lr=inf", "--out", str(tmp_path / "r2")]) == 3
+    assert main(["run", str(cfg), "--out", str(tmp_path / "r2")]) == 3
     assert "non-finite weights" in capsys.readouterr().err
     assert not (tmp_path / "r2" / "model.safetensors").exists() and not (tmp_path / "r2" / "results.json").exists()
 
@@ -173,7 +185,7 @@ def test_a_folder_without_config_names_the_command_that_starts_it(tmp_path: Path
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / ".lock").write_text("")  # what a run killed before config.toml leaves
-    assert main(["train", "--resume", str(tmp_path / "r")]) == 2
+    assert main(["train", "--resume", str(tmp_path / "r")]) == 1
     assert f"gradguard train CONFIG --out {tmp_path / 'r'}" in _one_line(capsys)
 
 

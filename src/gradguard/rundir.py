@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from gradguard.errors import UserError
+from gradguard.runlock import ensure_not_locked
 
 __all__ = ["IF_EXISTS", "IfExists", "RunExistsError", "holds_run", "choose_run_dir", "run_exists_message",
            "interrupted_message"]
@@ -47,6 +48,8 @@ def choose_run_dir(path: str | Path, if_exists: IfExists = "error", *, command: 
     path = Path(path)
     if not holds_run(path):
         return path
+    if if_exists != "new":  # a run in progress there is reported as in use, not as one to resume or replace
+        ensure_not_locked(path)
     if if_exists == "new":
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
         candidate, i = path.with_name(f"{path.name}-{stamp}"), 2

@@ -24,7 +24,7 @@ from pathlib import Path
 from gradguard.atomic import remove_temporaries
 from gradguard.errors import GradguardError
 
-__all__ = ["LOCK_NAME", "RunLockedError", "hold_run_dir", "make_run_dir", "run_dir_is_empty"]
+__all__ = ["LOCK_NAME", "RunLockedError", "hold_run_dir", "make_run_dir", "run_dir_is_empty", "ensure_not_locked"]
 
 LOCK_NAME = ".lock"
 _held: dict[Path, int] = {}  # run folders this process holds -> nesting depth
@@ -78,6 +78,30 @@ def hold_run_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             del _held[folder]
     finally:
         os.close(fd)  # closing the descriptor releases the lock (the kernel does the same if the process dies)
+
+
+def ensure_not_locked(path: str | os.PathLike[str]) -> None:
+    """RunLockedError when another live process holds `path`'s lock; nothing is created or kept.
+
+    Asked before deciding what to do with an existing folder, so that a run in progress is reported as in use
+    (with its pid) rather than as a finished run to resume or replace.
+    """
+    folder = Path(path)
+    lock = folder / LOCK_NAME
+    if not lock.exists() or folder.resolve() in _held:
+        return
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(f"{folder.resolve()} is in use by another gradguard process ({_holder(fd)}); wait "
+                                 "for it to finish or choose another --out") from None
+    finally:
+        os.close(fd)
 
 
 def _holder(fd: int) -> str:

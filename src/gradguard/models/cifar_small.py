@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradguard.data.specs import DatasetSpec
 from gradguard.models._common import require
 from gradguard.models.preact_resnet import PreActBlock
+from gradguard.specs import DatasetSpec
 
 __all__ = ["ConvBNNet", "NarrowPreActResNet", "build_cnn_bn", "build_preact_resnet_mini"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from gradguard.data.specs import DatasetSpec
 from gradguard.models._common import require
+from gradguard.specs import DatasetSpec
 
 __all__ = ["StridedCNN", "build_strided_cnn"]
 
