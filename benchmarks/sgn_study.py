@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gradguard.intervals import wilson  # the evaluator's 95% interval, so the study's cells match its reports
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "configs" / "mnist-sgn.toml"
 RESULTS = ROOT / "benchmarks" / "results" / "sgn_study"
@@ -223,16 +225,6 @@ def final_suite(out: Path) -> dict[str, Any]:
     flags = [f["name"] for f in ev.get("flags", []) if f.get("triggered")]
     return {"suite_robust": acc, "suite_ci": wilson(round(acc * n), n), "suite_n": n,
             "suite_clean": ev["clean_accuracy"], "suite_flags": flags, "suite_quick": bool(ev["meta"].get("quick"))}
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of k successes in n."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
-    return (centre - half, centre + half)
 
 
 def summarize(root: Path, seeds: tuple[int, ...]) -> dict[str, Any]:
