@@ -390,7 +390,10 @@ def main(argv: list[str] | None = None) -> None:
         if _over_budget(plan):
             raise SystemExit(2)
         run_workers(out, len(plan["workers"]))
-    print(write_summary(out))
+    from record import RECORDS  # noqa: PLC0415
+
+    # The study's own output (not a toy or a scratch folder) refreshes its experiment record.
+    print(write_summary(out, records=RECORDS if out.resolve() == DEFAULT_OUT.resolve() else None))
 
 
 if __name__ == "__main__":

@@ -152,8 +152,11 @@ def _commit() -> str:
         return "unknown"
 
 
-def write_summary(out: Path) -> str:
-    """summary.json, summary.md and budget_curves.png under `out`, from the eval JSONs alone; returns the Markdown."""
+def write_summary(out: Path, *, records: Path | None = None) -> str:
+    """summary.json, summary.md and budget_curves.png under `out`, from the eval JSONs alone; returns the Markdown.
+
+    With `records` (a records folder, normally docs/records), the tables and the verdict also go into the generated
+    block of the study's experiment record there (<date>-graddiv-budget.md, see benchmarks/record.py)."""
     jobs = load_records(out)
     plan = json.loads((out / "plan.json").read_text()) if (out / "plan.json").exists() else {}
     rows = verdicts(jobs)
@@ -176,4 +179,12 @@ def write_summary(out: Path) -> str:
     atomic_write_text(out / "summary.json", json.dumps({"verdicts": rows, "claim": CLAIM, "holds_for": holding,
                                                         "jobs": jobs, "plan": plan}, indent=1, default=str))
     atomic_write_text(out / "summary.md", text)
+    if records is not None:
+        from record import write_block  # noqa: PLC0415 (a sibling script, found via sys.path[0])
+
+        body = [line for line in md[2:] if not line.startswith("![")]
+        body.append(f"Plots and JSON: `{out}` (summary.md, summary.json, budget_curves.png).")
+        write_block("graddiv-budget", "summary", "\n".join(body), title="GradDiv against the attacker's budget",
+                    summary="GradDiv against EOT at k draws, the geometry behind it, and the verdict",
+                    records=records)
     return text

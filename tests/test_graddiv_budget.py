@@ -72,3 +72,15 @@ def test_toy_study_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.Ca
         study.run_worker(out, worker)
     assert capsys.readouterr().out == ""
     assert {p: p.stat().st_mtime_ns for p in evals} == stamps
+
+    # The toy run leaves docs/records alone; asked to, the summary writes its tables into the study's record.
+    assert not list((BENCH.parent / "docs" / "records").glob("*-graddiv-budget.md"))
+    from graddiv_budget_summary import write_summary
+
+    records = tmp_path / "records"
+    records.mkdir()
+    write_summary(out, records=records)
+    (record,) = records.glob("*-graddiv-budget.md")
+    text = record.read_text()
+    assert "<!-- generated: summary -->" in text and "## Verdict" in text and "mrl-lam4-n2" in text
+    assert "![" not in text  # plot paths are relative to the results folder, so the record names the folder
