@@ -36,7 +36,7 @@ from gradguard.passes import PassCounter
 from gradguard.progress import work_progress
 from gradguard.specs import default_eps
 from gradguard.threads import DEFAULT_THREADS, ThreadsSetting, torch_threads
-from gradguard.threat import normalize_norm
+from gradguard.threat import ThreatModel, normalize_norm
 
 __all__ = ["evaluate", "MODES"]
 
@@ -181,17 +181,7 @@ def _run_attack(
                 own_queries += int(getattr(attack, "last_forward_evals", 0))
             else:
                 own_grads = own_queries = -1
-            if not isinstance(x_adv, Tensor) or x_adv.shape != xb.shape:
-                raise RuntimeError(f"attack {name!r} returned {type(x_adv).__name__} of the wrong shape")
-            x_adv = x_adv.detach()
-            tol = 1e-5 if norm == "linf" else 1e-4 * max(1.0, eps)
-            outside = ~ball.contains(x_adv.float(), xb.float(), tol=tol)
-            if outside.any():
-                dist = ball.distance(x_adv.float(), xb.float()).max().item()
-                raise RuntimeError(
-                    f"attack {name!r} returned {int(outside.sum())} points outside the {norm} ball eps={eps:g} or "
-                    f"the [0, 1] box (max distance {dist:.4g}): is it built for norm={norm!r}?"
-                )
+            x_adv = _checked_adversarial(x_adv, xb, ball, name=name, norm=norm, eps=eps)
             with torch.no_grad():
                 pred = predict_labels(model, x_adv, m, batch_size, randomized=randomized)
             fooled[start : start + len(sel)] = pred != yb.cpu()
@@ -202,6 +192,22 @@ def _run_attack(
     if own_grads >= 0 and len(idx):
         return fooled, elapsed, own_grads, own_queries
     return fooled, elapsed, hook_grads, hook_samples - hook_grads
+
+
+def _checked_adversarial(x_adv: Any, xb: Tensor, ball: ThreatModel, *, name: str, norm: str, eps: float) -> Tensor:
+    """The attack's output, detached, refused when it is no batch of xb's shape or leaves the ball or the box."""
+    if not isinstance(x_adv, Tensor) or x_adv.shape != xb.shape:
+        raise RuntimeError(f"attack {name!r} returned {type(x_adv).__name__} of the wrong shape")
+    x_adv = x_adv.detach()
+    tol = 1e-5 if norm == "linf" else 1e-4 * max(1.0, eps)
+    outside = ~ball.contains(x_adv.float(), xb.float(), tol=tol)
+    if outside.any():
+        dist = ball.distance(x_adv.float(), xb.float()).max().item()
+        raise RuntimeError(
+            f"attack {name!r} returned {int(outside.sum())} points outside the {norm} ball eps={eps:g} or "
+            f"the [0, 1] box (max distance {dist:.4g}): is it built for norm={norm!r}?"
+        )
+    return x_adv
 
 
 def evaluate(
