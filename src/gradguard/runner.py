@@ -11,7 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,6 +22,9 @@ from gradguard.report.records import RESULTS_SCHEMA
 from gradguard.rundir import IfExists, RunExistsError, choose_run_dir
 from gradguard.runlock import hold_run_dir, run_dir_is_empty
 from gradguard.threads import ThreadsSetting
+
+if TYPE_CHECKING:
+    from gradguard.evaluation.result import EvalResult
 
 __all__ = ["run_experiment", "RunExistsError"]
 
@@ -117,21 +120,13 @@ def evaluate_run(
     from gradguard.checkpoint import load_model
     from gradguard.evaluation import evaluate
     from gradguard.models import is_randomized
-    from gradguard.provenance import environment
     from gradguard.report import write_run_report
 
     model = load_model(out / "model.safetensors", device=device)
     x, y, dataset = _eval_inputs(cfg, n)
     _log(f"data: {dataset['source']}")  # which copy: the lossy CIFAR-10 JPEG archive says so in its source line
     randomized = is_randomized(model)
-    eval_kwargs = {**evaluation_settings(cfg), "progress": _log}
-    if attacks is not None:
-        eval_kwargs["attacks"] = attacks
-    if threads is not None:
-        eval_kwargs["threads"] = threads
-    if torch.device(device).type == "cuda":  # fewer, larger launches; channels-last convolutions
-        eval_kwargs["batch_size"] = max(eval_kwargs["batch_size"], 1000)
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # in torch, not its stubs
+    model, eval_kwargs = _evaluation_call(cfg, model, attacks=attacks, device=device, threads=threads)
     _log(f"evaluating on {len(y)} test images: suite {cfg.eval.suite if attacks is None else list(attacks)}, "
          f"eps {eval_kwargs['eps']}")
     t0 = time.perf_counter()
@@ -140,16 +135,49 @@ def evaluate_run(
     result.save(out / "evaluation.json")
     print(result.summary(), flush=True)
 
-    grads = None
-    if randomized:
-        from gradguard.graddiv import gradient_statistics
+    grads = _gradient_statistics(model, x, y) if randomized else None
+    results = _results_record(cfg, command, summary, dataset, model, result, eval_wall, grads, device)
+    atomic_write_text(out / "config.toml", dump_config(cfg))
+    write_json_atomic(out / "results.json", results)
+    page = write_run_report(out)
+    _log(f"report: {page}")
+    return out
 
-        n_stats = min(len(y), 200)
-        _log(f"gradient statistics on {n_stats} inputs")
-        grads = gradient_statistics(model, x[:n_stats], y[:n_stats], n_draws=10, ks=(1, 2, 5, 10, 20)).to_dict()
+
+def _evaluation_call(
+    cfg: ExperimentConfig, model: torch.nn.Module, *, attacks: Any, device: str | torch.device,
+    threads: ThreadsSetting | None,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The config's evaluation settings with this call's replacements; on a GPU, larger batches, channels-last."""
+    eval_kwargs = {**evaluation_settings(cfg), "progress": _log}
+    if attacks is not None:
+        eval_kwargs["attacks"] = attacks
+    if threads is not None:
+        eval_kwargs["threads"] = threads
+    if torch.device(device).type == "cuda":  # fewer, larger launches; channels-last convolutions
+        eval_kwargs["batch_size"] = max(eval_kwargs["batch_size"], 1000)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # in torch, not its stubs
+    return model, eval_kwargs
+
+
+def _gradient_statistics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """GradDiv's measure of how a randomized model's input gradients scatter, on up to 200 test inputs."""
+    from gradguard.graddiv import gradient_statistics
+
+    n_stats = min(len(y), 200)
+    _log(f"gradient statistics on {n_stats} inputs")
+    return gradient_statistics(model, x[:n_stats], y[:n_stats], n_draws=10, ks=(1, 2, 5, 10, 20)).to_dict()
+
+
+def _results_record(
+    cfg: ExperimentConfig, command: str, summary: dict[str, Any], dataset: dict[str, Any], model: torch.nn.Module,
+    result: EvalResult, eval_wall: float, grads: dict[str, Any] | None, device: str | torch.device,
+) -> dict[str, Any]:
+    """results.json: what was run, on what data and machine, how it trained and what the evaluation found."""
+    from gradguard.provenance import environment
 
     env = environment(device)
-    results = {
+    return {
         "schema": RESULTS_SCHEMA,
         "name": cfg.name,
         "command": command,
@@ -167,11 +195,6 @@ def evaluate_run(
         "gradient_statistics": grads,
         "environment": env,
     }
-    atomic_write_text(out / "config.toml", dump_config(cfg))
-    write_json_atomic(out / "results.json", results)
-    page = write_run_report(out)
-    _log(f"report: {page}")
-    return out
 
 
 def evaluation_settings(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,14 +29,14 @@ from torch import Tensor, nn
 from gradguard.draws import draw_mode
 from gradguard.evaluation import checks
 from gradguard.evaluation.predict import _is_randomized_flag, detect_randomness, eval_mode, model_device, predict_labels
-from gradguard.evaluation.result import AttackRecord, EvalResult
+from gradguard.evaluation.result import AttackRecord, EvalResult, Flag
 from gradguard.evaluation.suites import SUITE_DEFAULT_K, AttackSpec, attack_settings, build_suite
 from gradguard.inputs import check_attack_inputs, check_label_range
 from gradguard.passes import PassCounter
 from gradguard.progress import work_progress
 from gradguard.specs import default_eps
 from gradguard.threads import DEFAULT_THREADS, ThreadsSetting, torch_threads
-from gradguard.threat import normalize_norm
+from gradguard.threat import ThreatModel, normalize_norm
 
 __all__ = ["evaluate", "MODES"]
 
@@ -180,17 +181,7 @@ def _run_attack(
                 own_queries += int(getattr(attack, "last_forward_evals", 0))
             else:
                 own_grads = own_queries = -1
-            if not isinstance(x_adv, Tensor) or x_adv.shape != xb.shape:
-                raise RuntimeError(f"attack {name!r} returned {type(x_adv).__name__} of the wrong shape")
-            x_adv = x_adv.detach()
-            tol = 1e-5 if norm == "linf" else 1e-4 * max(1.0, eps)
-            outside = ~ball.contains(x_adv.float(), xb.float(), tol=tol)
-            if outside.any():
-                dist = ball.distance(x_adv.float(), xb.float()).max().item()
-                raise RuntimeError(
-                    f"attack {name!r} returned {int(outside.sum())} points outside the {norm} ball eps={eps:g} or "
-                    f"the [0, 1] box (max distance {dist:.4g}): is it built for norm={norm!r}?"
-                )
+            x_adv = _checked_adversarial(x_adv, xb, ball, name=name, norm=norm, eps=eps)
             with torch.no_grad():
                 pred = predict_labels(model, x_adv, m, batch_size, randomized=randomized)
             fooled[start : start + len(sel)] = pred != yb.cpu()
@@ -201,6 +192,22 @@ def _run_attack(
     if own_grads >= 0 and len(idx):
         return fooled, elapsed, own_grads, own_queries
     return fooled, elapsed, hook_grads, hook_samples - hook_grads
+
+
+def _checked_adversarial(x_adv: Any, xb: Tensor, ball: ThreatModel, *, name: str, norm: str, eps: float) -> Tensor:
+    """The attack's output, detached, refused when it is no batch of xb's shape or leaves the ball or the box."""
+    if not isinstance(x_adv, Tensor) or x_adv.shape != xb.shape:
+        raise RuntimeError(f"attack {name!r} returned {type(x_adv).__name__} of the wrong shape")
+    x_adv = x_adv.detach()
+    tol = 1e-5 if norm == "linf" else 1e-4 * max(1.0, eps)
+    outside = ~ball.contains(x_adv.float(), xb.float(), tol=tol)
+    if outside.any():
+        dist = ball.distance(x_adv.float(), xb.float()).max().item()
+        raise RuntimeError(
+            f"attack {name!r} returned {int(outside.sum())} points outside the {norm} ball eps={eps:g} or "
+            f"the [0, 1] box (max distance {dist:.4g}): is it built for norm={norm!r}?"
+        )
+    return x_adv
 
 
 def evaluate(
@@ -235,6 +242,98 @@ def evaluate(
     after it. `progress` receives one line per step; with it, each attack also shows a bar on a terminal, or a
     line every 10% of its points when stderr is not a terminal.
     """
+    x, y = _checked_inputs(model, x, y, eps)
+    eps_list = _eps_values(eps, norm, x)
+    _check_protocol(mode, m)
+    norm = normalize_norm(norm)
+    say = progress or (lambda s: None)
+    shard = _local_shard(x, y)
+    device = model_device(model)
+    t_start = time.perf_counter()
+
+    with torch_threads(threads) as threads_used, eval_mode(model), \
+            _seeded_randomness(model, (seed * 1_000_003 + shard.rank) % 2**64, device):
+        clean = _clean_predictions(model, shard, x, y, m=m, batch_size=batch_size, device=device, say=say)
+        suite, specs, kinds, k_eff = _resolve_attacks(
+            attacks, norm=norm, k=k, quick=quick, num_classes=clean.num_classes)
+        runs = _attack_each_eps(model, shard, clean, specs, kinds, eps_list, norm=norm, m=m, batch_size=batch_size,
+                                seed=seed, mode=mode, device=device, progress=progress, say=say)
+        if k_eff == 0:
+            k_eff = _effective_k(runs.settings, kinds)
+        probes = _masking_probes(model, shard, clean, norm=norm, m=m, k=k_eff, seed=seed, batch_size=batch_size,
+                                 check_n=check_n, large_eps_steps=large_eps_steps, run_checks=run_checks)
+
+    full = _gather_over_ranks(shard, clean, runs, probes, len(eps_list), t_start)
+    result = _assemble_result(model, full, runs, kinds, eps_list=eps_list, norm=norm, m=m, k=k_eff, seed=seed,
+                              mode=mode, suite=suite, randomized=clean.randomized, device=device,
+                              world=shard.world, batch_size=batch_size, quick=quick and suite != "custom",
+                              num_classes=clean.num_classes, threads_used=threads_used)
+    draws = draw_mode(model, x[:1].to(device)) if clean.randomized and len(x) else None
+    result.flags = _masking_flags(result, full, kinds, probes, max_diff=clean.max_diff, draws=draws,
+                                  run_checks=run_checks)
+    return result
+
+
+# ------------------------------------------------------------------------------------------ the steps of evaluate
+
+
+@dataclass
+class _Shard:
+    """This rank's share of the test set: samples rank, rank + world, ... (everything when not distributed)."""
+
+    x: Tensor
+    y: Tensor
+    rank: int
+    world: int
+    n_total: int
+
+
+@dataclass
+class _Clean:
+    """What the clean pass found out on the local shard, before any attack."""
+
+    randomized: bool
+    max_diff: float  # the largest change between two forward passes of one input (the randomness probe)
+    num_classes: int
+    correct: Tensor  # m-draw prediction correct, per local sample
+    correct_single: Tensor  # single-draw prediction correct, per local sample
+
+
+@dataclass
+class _AttackRuns:
+    """Per attack, on the local shard: which points it broke and attacked at each eps, its settings and costs."""
+
+    names: list[str]
+    settings: dict[str, list[dict[str, Any]]]
+    success: dict[str, Tensor]  # (n_eps, n_local) bool
+    attacked: dict[str, Tensor]  # (n_eps, n_local) bool
+    stats: dict[str, list[list[float]]]  # per eps: wall seconds, gradient evaluations, queries
+
+
+@dataclass
+class _Probes:
+    """The masking checks' own measurements on the local shard (counts, summed over ranks later)."""
+
+    large_eps: float
+    grad_counts: list[int]  # zero gradients, non-finite gradients, inputs checked
+    big_counts: list[int]  # robust at the huge eps, attacked at it
+
+
+@dataclass
+class _Gathered:
+    """The full-test-set view every rank ends with: per-sample tensors gathered, counters summed."""
+
+    clean_correct: Tensor
+    clean_single: Tensor
+    success: dict[str, Tensor]
+    attacked: dict[str, Tensor]
+    flat_stats: list[float]  # attack by attack, eps by eps: wall (max over ranks), gradient evaluations, queries
+    counts: list[float]  # _Probes.grad_counts + _Probes.big_counts, summed over ranks
+    wall_total: float
+
+
+def _checked_inputs(model: nn.Module, x: Any, y: Tensor | None, eps: Any) -> tuple[Tensor, Tensor]:
+    """Images and labels as detached CPU tensors, refused before any work when they cannot be attacked."""
     if y is None:
         if not hasattr(x, "tensors"):
             raise TypeError("evaluate: pass images and labels (x, y) or an ImageData as x")
@@ -243,128 +342,176 @@ def evaluate(
     x, y = x.detach().cpu(), y.detach().cpu().long()
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+    return x, y
+
+
+def _eps_values(eps: float | list[float] | tuple[float, ...] | None, norm: str, x: Tensor) -> list[float]:
+    """The eps list to evaluate at: the caller's, or the command line's default for this norm and image kind."""
     if eps is None:
         eps = default_eps(norm, x.shape[1])
     eps_list = [float(eps)] if isinstance(eps, (int, float)) else [float(e) for e in eps]
     if not eps_list:
         raise ValueError("eps: expected at least one value")
+    return eps_list
+
+
+def _check_protocol(mode: str, m: int) -> None:
+    """Refuse an unknown attack mode or a draw count below one before any work."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if m < 1:
         raise ValueError(f"m must be >= 1, got {m}")
-    norm = normalize_norm(norm)
-    say = progress or (lambda s: None)
+
+
+def _local_shard(x: Tensor, y: Tensor) -> _Shard:
+    """The samples this rank evaluates, so that ranks share the attack work without overlap."""
     rank, world = _dist_info()
-    n_total = x.shape[0]
-    local = torch.arange(rank, n_total, world)
-    xl, yl = x[local], y[local]
-    device = model_device(model)
-    t_start = time.perf_counter()
+    local = torch.arange(rank, x.shape[0], world)
+    return _Shard(x=x[local], y=y[local], rank=rank, world=world, n_total=x.shape[0])
 
-    with torch_threads(threads) as threads_used, eval_mode(model), \
-            _seeded_randomness(model, (seed * 1_000_003 + rank) % 2**64, device):
-        zoo = _is_randomized_flag(model)
-        detected, max_diff = detect_randomness(model, xl[:64]) if len(xl) else (False, 0.0)
-        flags_rand = _all_reduce([float(detected), max_diff], op="max")
-        randomized = bool(flags_rand[0]) or bool(zoo)
-        max_diff = flags_rand[1]
 
-        pred_single = predict_labels(model, xl, 1, batch_size, randomized=randomized)
-        pred_m = pred_single
-        if randomized and m > 1:
-            pred_m = predict_labels(model, xl, m, batch_size, randomized=randomized)
-        num_classes = _num_classes(model, x[:1], device)
-        check_label_range(y, num_classes)
-        correct_single_l = pred_single == yl
-        correct_l = pred_m == yl
-        say(f"clean accuracy {correct_l.float().mean().item():.4f} on {len(xl)} local points")
+def _clean_predictions(model: nn.Module, shard: _Shard, x: Tensor, y: Tensor, *, m: int, batch_size: int,
+                       device: torch.device, say: Callable[[str], None]) -> _Clean:
+    """Decide whether the model is randomized and which points it classifies correctly (only those can be robust)."""
+    xl, yl = shard.x, shard.y
+    zoo = _is_randomized_flag(model)
+    detected, max_diff = detect_randomness(model, xl[:64]) if len(xl) else (False, 0.0)
+    flags_rand = _all_reduce([float(detected), max_diff], op="max")
+    randomized = bool(flags_rand[0]) or bool(zoo)
+    max_diff = flags_rand[1]
 
-        suite, specs, kinds, k_eff = _resolve_attacks(attacks, norm=norm, k=k, quick=quick, num_classes=num_classes)
-        n_eps, names = len(eps_list), list(specs)
-        succ = {a: torch.zeros(n_eps, len(xl), dtype=torch.bool) for a in names}
-        tried = {a: torch.zeros(n_eps, len(xl), dtype=torch.bool) for a in names}
-        settings: dict[str, list[dict[str, Any]]] = {a: [] for a in names}
-        stats = {a: [[0.0, 0.0, 0.0] for _ in eps_list] for a in names}  # wall, grad evals, queries
-        for e, eps_value in enumerate(eps_list):
-            robust = correct_l.clone()
-            for j, name in enumerate(names):
-                attack = _instantiate(name, specs[name], eps_value, seed + 1000 * e + j)
-                settings[name].append(attack_settings(attack))
-                if e == 0 and not isinstance(specs[name], AttackSpec):
-                    kinds[name] = _kind(attack)  # a factory only shows its kind once built
-                todo = robust if mode == "chained" else correct_l
-                idx = torch.nonzero(todo).flatten()
-                fooled, wall, grads, queries = _run_attack(
-                    attack, model, xl, yl, idx, name=name, eps=eps_value, norm=norm, m=m, batch_size=batch_size,
-                    randomized=randomized, device=device, say=progress,
-                )
-                tried[name][e, idx] = True
-                succ[name][e] = ~correct_l
-                succ[name][e, idx[fooled]] = True
-                robust[idx[fooled]] = False
-                stats[name][e] = [wall, float(grads), float(queries)]
-                say(f"eps={eps_value:g} {name}: attacked {len(idx)}, broke {int(fooled.sum())} ({wall:.1f} s)")
+    pred_single = predict_labels(model, xl, 1, batch_size, randomized=randomized)
+    pred_m = pred_single
+    if randomized and m > 1:
+        pred_m = predict_labels(model, xl, m, batch_size, randomized=randomized)
+    num_classes = _num_classes(model, x[:1], device)
+    check_label_range(y, num_classes)
+    correct_l = pred_m == yl
+    say(f"clean accuracy {correct_l.float().mean().item():.4f} on {len(xl)} local points")
+    return _Clean(randomized=randomized, max_diff=max_diff, num_classes=num_classes, correct=correct_l,
+                  correct_single=pred_single == yl)
 
-        if k_eff == 0:
-            k_eff = _effective_k(settings, kinds)
-        # Masking-check measurements on the local shard (summed over ranks below).
-        n_check = min(check_n, len(xl))
-        grad_counts = [0, 0, 0]
-        big_counts = [0, 0]
-        big = checks.large_eps(norm, tuple(x.shape[1:]))
-        if run_checks:
-            grad_counts = list(checks.count_bad_gradients(model, xl[:n_check], yl[:n_check], batch_size=batch_size))
-            ok = torch.nonzero(correct_l).flatten()[:n_check]
-            big_counts = list(checks.large_eps_robust_count(
-                model, xl[ok], yl[ok], norm=norm, eps=big, m=m, k=k_eff, steps=large_eps_steps, seed=seed + 999_999,
-                batch_size=batch_size, randomized=randomized,
-            ))
 
-    # Gather the per-sample tensors and sum the counters over ranks.
-    rows = [correct_l.unsqueeze(0), correct_single_l.unsqueeze(0)]
-    rows += [succ[a] for a in names] + [tried[a] for a in names]
-    full = _gather_columns(torch.cat(rows), n_total, rank, world)
-    clean_correct, clean_single = full[0], full[1]
+def _attack_each_eps(
+    model: nn.Module, shard: _Shard, clean: _Clean, specs: dict[str, AttackLike], kinds: dict[str, str],
+    eps_list: list[float], *, norm: str, m: int, batch_size: int, seed: int, mode: str, device: torch.device,
+    progress: Callable[[str], None] | None, say: Callable[[str], None],
+) -> _AttackRuns:
+    """Run every attack at every eps, in order: chained on the points still robust, or independent on all.
+
+    Fills in `kinds` for factories, whose kind shows only once they are built.
+    """
+    xl, yl, correct_l = shard.x, shard.y, clean.correct
+    n_eps, names = len(eps_list), list(specs)
+    succ = {a: torch.zeros(n_eps, len(xl), dtype=torch.bool) for a in names}
+    tried = {a: torch.zeros(n_eps, len(xl), dtype=torch.bool) for a in names}
+    settings: dict[str, list[dict[str, Any]]] = {a: [] for a in names}
+    stats = {a: [[0.0, 0.0, 0.0] for _ in eps_list] for a in names}  # wall, grad evals, queries
+    for e, eps_value in enumerate(eps_list):
+        robust = correct_l.clone()
+        for j, name in enumerate(names):
+            attack = _instantiate(name, specs[name], eps_value, seed + 1000 * e + j)
+            settings[name].append(attack_settings(attack))
+            if e == 0 and not isinstance(specs[name], AttackSpec):
+                kinds[name] = _kind(attack)  # a factory only shows its kind once built
+            todo = robust if mode == "chained" else correct_l
+            idx = torch.nonzero(todo).flatten()
+            fooled, wall, grads, queries = _run_attack(
+                attack, model, xl, yl, idx, name=name, eps=eps_value, norm=norm, m=m, batch_size=batch_size,
+                randomized=clean.randomized, device=device, say=progress,
+            )
+            tried[name][e, idx] = True
+            succ[name][e] = ~correct_l
+            succ[name][e, idx[fooled]] = True
+            robust[idx[fooled]] = False
+            stats[name][e] = [wall, float(grads), float(queries)]
+            say(f"eps={eps_value:g} {name}: attacked {len(idx)}, broke {int(fooled.sum())} ({wall:.1f} s)")
+    return _AttackRuns(names=names, settings=settings, success=succ, attacked=tried, stats=stats)
+
+
+def _masking_probes(
+    model: nn.Module, shard: _Shard, clean: _Clean, *, norm: str, m: int, k: int, seed: int, batch_size: int,
+    check_n: int, large_eps_steps: int, run_checks: bool,
+) -> _Probes:
+    """Measure what the masking checks need beyond the attacks: bad input gradients and a huge-eps attack."""
+    xl, yl = shard.x, shard.y
+    n_check = min(check_n, len(xl))
+    grad_counts = [0, 0, 0]
+    big_counts = [0, 0]
+    big = checks.large_eps(norm, tuple(xl.shape[1:]))
+    if run_checks:
+        grad_counts = list(checks.count_bad_gradients(model, xl[:n_check], yl[:n_check], batch_size=batch_size))
+        ok = torch.nonzero(clean.correct).flatten()[:n_check]
+        big_counts = list(checks.large_eps_robust_count(
+            model, xl[ok], yl[ok], norm=norm, eps=big, m=m, k=k, steps=large_eps_steps, seed=seed + 999_999,
+            batch_size=batch_size, randomized=clean.randomized,
+        ))
+    return _Probes(large_eps=big, grad_counts=grad_counts, big_counts=big_counts)
+
+
+def _gather_over_ranks(shard: _Shard, clean: _Clean, runs: _AttackRuns, probes: _Probes, n_eps: int,
+                       t_start: float) -> _Gathered:
+    """Put the shards back together, so every rank returns the same full result (a no-op on one process)."""
+    names, rank, world = runs.names, shard.rank, shard.world
+    rows = [clean.correct.unsqueeze(0), clean.correct_single.unsqueeze(0)]
+    rows += [runs.success[a] for a in names] + [runs.attacked[a] for a in names]
+    full = _gather_columns(torch.cat(rows), shard.n_total, rank, world)
     off = 2
     succ_full = {a: full[off + i * n_eps : off + (i + 1) * n_eps] for i, a in enumerate(names)}
     off += len(names) * n_eps
     tried_full = {a: full[off + i * n_eps : off + (i + 1) * n_eps] for i, a in enumerate(names)}
+    stats = runs.stats
     flat_stats = [v for a in names for row in stats[a] for v in row]
     flat_stats = _all_reduce(flat_stats)  # gradient evaluations and queries add up over ranks...
     # ...wall time does not: the ranks attack their shards at the same time
     flat_stats[0::3] = _all_reduce([row[0] for a in names for row in stats[a]], op="max")
-    counts = _all_reduce([float(v) for v in grad_counts + big_counts])
+    counts = _all_reduce([float(v) for v in probes.grad_counts + probes.big_counts])
     wall_total = _all_reduce([time.perf_counter() - t_start], op="max")[0]
+    return _Gathered(clean_correct=full[0], clean_single=full[1], success=succ_full, attacked=tried_full,
+                     flat_stats=flat_stats, counts=counts, wall_total=wall_total)
 
+
+def _assemble_result(
+    model: nn.Module, full: _Gathered, runs: _AttackRuns, kinds: dict[str, str], *, eps_list: list[float],
+    norm: str, m: int, k: int, seed: int, mode: str, suite: str, randomized: bool, device: torch.device,
+    world: int, batch_size: int, quick: bool, num_classes: int, threads_used: int,
+) -> EvalResult:
+    """One record per attack, the per-sample worst case over attacks, and the run's metadata (flags come next)."""
+    n_eps = len(eps_list)
     records: dict[str, AttackRecord] = {}
-    for i, a in enumerate(names):
-        per = flat_stats[i * n_eps * 3 : (i + 1) * n_eps * 3]
+    for i, a in enumerate(runs.names):
+        per = full.flat_stats[i * n_eps * 3 : (i + 1) * n_eps * 3]
         records[a] = AttackRecord(
-            name=a, kind=kinds[a], settings=settings[a], success=succ_full[a], attacked=tried_full[a],
+            name=a, kind=kinds[a], settings=runs.settings[a], success=full.success[a], attacked=full.attacked[a],
             wall_s=per[0::3], grad_evals=[int(v) for v in per[1::3]], queries=[int(v) for v in per[2::3]],
         )
-    worst = ~clean_correct.unsqueeze(0).expand(n_eps, -1).clone()
-    for a in names:
-        worst |= succ_full[a] & tried_full[a]
+    worst = ~full.clean_correct.unsqueeze(0).expand(n_eps, -1).clone()
+    for a in runs.names:
+        worst |= full.success[a] & full.attacked[a]
 
     result = EvalResult(
-        eps=eps_list, norm=norm, m=m, k=k_eff, seed=seed, mode=mode, suite=suite, randomized=randomized,
-        clean_correct=clean_correct, clean_correct_single=clean_single, success=worst, attacks=records,
-        meta=_meta(model, device, wall_total, world, batch_size, quick and suite != "custom", num_classes),
+        eps=eps_list, norm=norm, m=m, k=k, seed=seed, mode=mode, suite=suite, randomized=randomized,
+        clean_correct=full.clean_correct, clean_correct_single=full.clean_single, success=worst, attacks=records,
+        meta=_meta(model, device, full.wall_total, world, batch_size, quick, num_classes),
     )
     result.meta["torch_threads"] = threads_used  # the environment record is taken after the count was restored
     result.meta["environment"]["torch_threads"] = threads_used
-    draws = draw_mode(model, x[:1].to(device)) if randomized and len(x) else None
-    result.flags = [checks.randomness_flag(randomized, max_diff, k_eff, m, draws)]
-    result.flags.append(checks.gradient_free_flag(succ_full, tried_full, kinds, clean_correct))
-    if run_checks:
-        z, nf, checked, rob, att = (int(v) for v in counts)
-        result.flags.append(checks.zero_gradient_flag(z, nf, checked))
-    own = {a: rec.robust_accuracy(clean_correct) for a, rec in records.items()}
-    result.flags.append(checks.monotonic_flag(eps_list, result.robust_accuracy, own))
-    if run_checks:
-        result.flags.append(checks.large_eps_flag(rob, att, big, norm))
     return result
+
+
+def _masking_flags(result: EvalResult, full: _Gathered, kinds: dict[str, str], probes: _Probes, *,
+                   max_diff: float, draws: str | None, run_checks: bool) -> list[Flag]:
+    """The masking checks' verdicts, in the order reports list them."""
+    flags = [checks.randomness_flag(result.randomized, max_diff, result.k, result.m, draws)]
+    flags.append(checks.gradient_free_flag(full.success, full.attacked, kinds, full.clean_correct))
+    if run_checks:
+        z, nf, checked, rob, att = (int(v) for v in full.counts)
+        flags.append(checks.zero_gradient_flag(z, nf, checked))
+    own = {a: rec.robust_accuracy(full.clean_correct) for a, rec in result.attacks.items()}
+    flags.append(checks.monotonic_flag(result.eps, result.robust_accuracy, own))
+    if run_checks:
+        flags.append(checks.large_eps_flag(rob, att, probes.large_eps, result.norm))
+    return flags
 
 
 def _num_classes(model: nn.Module, x1: Tensor, device: torch.device) -> int:

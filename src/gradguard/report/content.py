@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gradguard.intervals import accuracy_interval, differs, format_interval
-from gradguard.report.document import Code, Document, Flags, Heading, Image, Paragraph, Table
+from gradguard.report.document import Block, Code, Document, Flags, Heading, Image, Paragraph, Table
 from gradguard.report.plots import line_plot
 from gradguard.report.records import RunRecord, ran_quick
 from gradguard.report.reference import matching_curves
@@ -106,27 +106,43 @@ def _environment_table(env: dict[str, Any]) -> Table:
 
 
 def run_document(r: RunRecord, out_dir: Path) -> Document:
-    res, ev, tr = r.results, r.evaluation, r.training
+    """One run in full: what ran, robust accuracy, masking checks, training curves, gradients, environment."""
     doc = Document(f"gradguard run: {r.name}")
+    doc.add(*_run_overview(r))
+    doc.add(*_robustness_section(r, out_dir))
+    doc.add(*_training_section(r, out_dir))
+    doc.add(*_gradient_section(r.results.get("gradient_statistics"), out_dir))
+    doc.add(Heading("Environment"), _environment_table(r.results.get("environment", {})))
+    if r.config_text:
+        doc.add(Heading("Config"), Code(r.config_text.rstrip()))
+    return doc
+
+
+def _run_overview(r: RunRecord) -> list[Block]:
+    """The opening lines: the data, the model and its training cost, and the command that reproduces the run."""
+    res, tr = r.results, r.training
     model = res.get("model", {})
     rand = model.get("randomization", "none")
-    doc.add(
+    return [
         Paragraph(_dataset_line(r)),
         Paragraph(f"Model `{model.get('name')}`" + (f" randomized with `{rand}`" if rand != "none" else "")
                   + f", trained with recipe `{tr.get('recipe', {}).get('name', '?')}`, seed {res.get('seed')}: "
                   f"{_num(tr.get('wall_s'), '{:,.1f}')} s of training, {_num(tr.get('fb_passes'))} forward+backward "
                   f"passes (validation excluded)."),
         Paragraph(f"Reproduce: `{res.get('command')}` (run on {res.get('machine')}, {res.get('date')})."),
-        Heading("Robust accuracy"),
-        Paragraph(_protocol_line(ev)),
-        _accuracy_table(r),
-    )
+    ]
+
+
+def _robustness_section(r: RunRecord, out_dir: Path) -> list[Block]:
+    """The headline: how it was evaluated, the accuracy table, the masking checks and accuracy against eps."""
+    ev = r.evaluation
+    blocks: list[Block] = [Heading("Robust accuracy"), Paragraph(_protocol_line(ev)), _accuracy_table(r)]
     if ev.get("randomized"):
         n = ev.get("n")
-        doc.add(Paragraph(f"Clean accuracy (%, 95% interval): {_pct_ci(ev.get('clean_accuracy'), n)} with "
-                          f"m={ev.get('m')} draws, {_pct_ci(ev.get('clean_accuracy_single'), n)} with a single "
-                          "draw."))
-    doc.add(Heading("Masking checks"), _flags(ev))
+        blocks.append(Paragraph(f"Clean accuracy (%, 95% interval): {_pct_ci(ev.get('clean_accuracy'), n)} with "
+                                f"m={ev.get('m')} draws, {_pct_ci(ev.get('clean_accuracy_single'), n)} with a single "
+                                "draw."))
+    blocks += [Heading("Masking checks"), _flags(ev)]
     eps = ev.get("eps", [])
     if len(eps) > 1:
         series = {name: (eps, [v if v is not None else float("nan") for v in accs])
@@ -135,14 +151,19 @@ def run_document(r: RunRecord, out_dir: Path) -> Document:
         png = line_plot(out_dir / "robust_vs_eps.png", series, title="robust accuracy against epsilon",
                         xlabel="epsilon", ylabel="accuracy", ylim=(0, 1))
         if png:
-            doc.add(Image(png, "robust accuracy against epsilon"))
+            blocks.append(Image(png, "robust accuracy against epsilon"))
+    return blocks
 
-    doc.add(Heading("Training"))
+
+def _training_section(r: RunRecord, out_dir: Path) -> list[Block]:
+    """The final and best checkpoints' validation, the loss curves and the time-to-robustness curves."""
+    tr = r.training
+    blocks: list[Block] = [Heading("Training")]
     final, best = tr.get("final_val") or {}, tr.get("best_val") or {}
     if final:
         checkpoints = [("final", final), ("best", best)] if best and best.get("step") != final.get("step") else [
             ("final (also the best)" if best else "final", final)]
-        doc.add(Table(["checkpoint", "step", "val clean %", "val robust %", "wall s", "fb passes"], [
+        blocks.append(Table(["checkpoint", "step", "val clean %", "val robust %", "wall s", "fb passes"], [
             [label, str(v.get("step")), _pct(v.get("val_clean_acc")), _pct(v.get("val_robust_acc")),
              _num(v.get("wall_s"), "{:,.1f}"), _num(v.get("fb_passes"))]
             for label, v in checkpoints
@@ -153,7 +174,13 @@ def run_document(r: RunRecord, out_dir: Path) -> Document:
         png = line_plot(out_dir / f"train_{key}.png", {label: (steps, [t.get(key, math.nan) for t in train_recs])},
                         title=label, xlabel="optimizer step", ylabel=key)
         if png:
-            doc.add(Image(png, label))
+            blocks.append(Image(png, label))
+    return blocks + _time_to_robustness(r, out_dir)
+
+
+def _time_to_robustness(r: RunRecord, out_dir: Path) -> list[Block]:
+    """Validation accuracy against wall time and passes, beside the archived baselines for the same setting."""
+    blocks: list[Block] = []
     vals = r.records("val")
     refs = matching_curves(r.results, vals)
     for xkey, xlabel in (("wall_s", "training wall seconds"), ("fb_passes", "forward+backward passes")):
@@ -164,34 +191,36 @@ def run_document(r: RunRecord, out_dir: Path) -> Document:
         png = line_plot(out_dir / f"time_to_robustness_{xkey}.png", series, title="time to robustness",
                         xlabel=xlabel, ylabel="validation accuracy", ylim=(0, 1), logx=bool(refs))
         if png:
-            doc.add(Image(png, f"time to robustness ({xlabel})"))
+            blocks.append(Image(png, f"time to robustness ({xlabel})"))
     if refs:
-        doc.add(Paragraph("Archived curves: the baselines of the SGN convergence study (benchmarks/sgn_study.py) "
-                          "with this network and validation attack, measured on " + "; ".join(
-                              sorted({f"{ref.label}: {ref.where}" for ref in refs})) +
-                          ". Passes compare across machines; wall time is each machine's own."))
+        blocks.append(Paragraph("Archived curves: the baselines of the SGN convergence study (benchmarks/sgn_study.py) "
+                                "with this network and validation attack, measured on " + "; ".join(
+                                    sorted({f"{ref.label}: {ref.where}" for ref in refs})) +
+                                ". Passes compare across machines; wall time is each machine's own."))
+    return blocks
 
-    grads = res.get("gradient_statistics")
-    if grads:
-        doc.add(Heading("Gradient concentration"),
-                Paragraph(f"Over {grads['n_inputs']} test inputs and {grads['n_draws']} draws per input: mean "
-                          f"resultant length {grads['mean_resultant_length']:.4f} (isotropic floor "
-                          f"{grads['mrl_isotropic']:.4f}), kappa {grads['kappa']:.2f}, mean pairwise cosine "
-                          f"{grads['mean_pairwise_cosine']:.4f}."))
-        eot = grads.get("eot_cosine") or {}
-        if eot:
-            ks = sorted(int(k) for k in eot)
-            doc.add(Table(["EOT draws k", "cosine to a fresh draw"], [[str(k), f"{eot[str(k)]:.4f}"] for k in ks]))
-            png = line_plot(out_dir / "eot_cosine.png", {"": (ks, [eot[str(k)] for k in ks])},
-                            title="EOT proxy gradient vs a fresh draw", xlabel="EOT draws k", ylabel="mean cosine",
-                            logx=True)
-            if png:
-                doc.add(Image(png, "cosine between the k-draw EOT gradient and fresh single-draw gradients"))
 
-    doc.add(Heading("Environment"), _environment_table(res.get("environment", {})))
-    if r.config_text:
-        doc.add(Heading("Config"), Code(r.config_text.rstrip()))
-    return doc
+def _gradient_section(grads: dict[str, Any] | None, out_dir: Path) -> list[Block]:
+    """GradDiv's statistics of a randomized model's input gradients, when the run measured them."""
+    if not grads:
+        return []
+    blocks: list[Block] = [
+        Heading("Gradient concentration"),
+        Paragraph(f"Over {grads['n_inputs']} test inputs and {grads['n_draws']} draws per input: mean "
+                  f"resultant length {grads['mean_resultant_length']:.4f} (isotropic floor "
+                  f"{grads['mrl_isotropic']:.4f}), kappa {grads['kappa']:.2f}, mean pairwise cosine "
+                  f"{grads['mean_pairwise_cosine']:.4f}."),
+    ]
+    eot = grads.get("eot_cosine") or {}
+    if eot:
+        ks = sorted(int(k) for k in eot)
+        blocks.append(Table(["EOT draws k", "cosine to a fresh draw"], [[str(k), f"{eot[str(k)]:.4f}"] for k in ks]))
+        png = line_plot(out_dir / "eot_cosine.png", {"": (ks, [eot[str(k)] for k in ks])},
+                        title="EOT proxy gradient vs a fresh draw", xlabel="EOT draws k", ylabel="mean cosine",
+                        logx=True)
+        if png:
+            blocks.append(Image(png, "cosine between the k-draw EOT gradient and fresh single-draw gradients"))
+    return blocks
 
 
 def run_labels(runs: Sequence[RunRecord]) -> list[str]:
