@@ -12,10 +12,12 @@ on the points that are still robust; it succeeds on any misclassification, like 
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 from torch import Tensor
 
-from gradguard.attacks.base import Attack, Model, _Best, _bshape
+from gradguard.attacks.base import Attack, AttackOptions, Model, _Best, _bshape
 from gradguard.losses import LossFn, get_loss
 
 __all__ = ["APGD", "APGDT"]
@@ -41,18 +43,10 @@ class APGD(Attack):
         loss: str = "ce",
         rho: float = 0.75,
         momentum: float = 0.75,
-        targeted: bool = False,
         early_stop: bool | None = None,
-        eot: int = 1,
-        chunk_size: int | None = None,
-        seed: int | None = 0,
-        generator: torch.Generator | None = None,
-        channels_last: bool | None = None,
+        **options: Unpack[AttackOptions],
     ) -> None:
-        super().__init__(
-            eps=eps, norm=norm, targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator,
-            channels_last=channels_last,
-        )
+        super().__init__(eps=eps, norm=norm, **options)
         if steps < 1 or restarts < 1:
             raise ValueError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
         self.steps = int(steps)

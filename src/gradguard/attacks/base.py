@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
+from typing import TypedDict
 
 import torch
 from torch import Tensor
@@ -22,7 +23,22 @@ from gradguard.losses import LossFn, success
 from gradguard.module_state import Model, eval_mode
 from gradguard.threat import Norm, ThreatModel, normalize_norm, threat_model
 
-__all__ = ["Attack", "eval_mode", "Model"]
+__all__ = ["Attack", "AttackOptions", "eval_mode", "Model"]
+
+
+class AttackOptions(TypedDict, total=False):
+    """The keywords every attack takes besides its own hyperparameters; the defaults are `Attack.__init__`'s.
+
+    An attack declares ``**options: Unpack[AttackOptions]`` and hands them to the base class, so the options live
+    here once while a type checker still sees each keyword (``PGD(eps=0.3, eot="20")`` is a type error).
+    """
+
+    targeted: bool  # aim at a `target` given at call time (the targeted form of the loss)
+    eot: int  # gradients and predictions averaged over this many draws of a randomized model
+    chunk_size: int | None  # rows per forward pass (None: automatic)
+    seed: int | None  # the private generator's seed (None: fresh OS entropy)
+    generator: torch.Generator | None  # or a generator of the caller's, advanced by every call
+    channels_last: bool | None  # feed channels-last inputs (None: for conv nets on CPU)
 
 
 def _bshape(v: Tensor, like: Tensor) -> Tensor:
