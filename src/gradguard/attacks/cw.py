@@ -27,11 +27,12 @@ class CWL2(Attack):
 
     name = "cw-l2"
     minimal = True
+    per_sample_eps = True  # only the final projection reads it
 
     def __init__(
         self,
         *,
-        eps: float | None = None,
+        eps: float | Tensor | None = None,
         c: float = 1e-2,
         kappa: float = 0.0,
         steps: int = 100,

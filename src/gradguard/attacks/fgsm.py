@@ -16,11 +16,12 @@ class FGSM(Attack):
     """``FGSM(eps=0.3, norm="linf", loss="ce")``; `eot` averages the one gradient over k draws."""
 
     name = "fgsm"
+    per_sample_eps = True
 
     def __init__(
         self,
         *,
-        eps: float,
+        eps: float | Tensor,
         norm: str = "linf",
         loss: str = "ce",
         **options: Unpack[AttackOptions],
@@ -32,4 +33,4 @@ class FGSM(Attack):
         threat = self.threat
         loss_fn = get_loss(self.loss, targeted=self.targeted)
         grad, _, _ = self._grad(model, x, y, loss_fn, target if self.targeted else None)
-        return threat.project(threat.step(x, grad, threat.eps), x)
+        return threat.project(threat.step(x, grad, threat.radius(x)), x)

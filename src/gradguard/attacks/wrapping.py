@@ -24,6 +24,9 @@ class WrappingAttack(Attack):
             eps=attack.eps, norm=attack.norm, targeted=attack.targeted, eot=eot, channels_last=channels_last
         )
 
+    def _takes_per_sample_eps(self) -> bool:
+        return self.attack._takes_per_sample_eps()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(attack={self.attack!r})"
 
