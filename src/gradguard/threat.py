@@ -104,7 +104,7 @@ class ThreatModel(ABC):
         if not isinstance(self._eps, Tensor):
             return self
         ball = copy.copy(self)
-        ball._eps = self._eps[rows.to(self._eps.device)]
+        ball._eps = self._eps.to(rows.device)[rows]  # on the batch's device from here on
         return ball
 
     @abstractmethod
