@@ -118,3 +118,14 @@ def test_a_per_sample_ball_follows_its_rows():
     l2 = L2Ball(torch.tensor([1.0, 2.0]))
     assert l2.distance(l2.random_init(torch.zeros(2, 50) + 0.5), torch.zeros(2, 50) + 0.5)[0] <= 1.0 + 1e-6
     assert threat_model("l2", 0.5).subset(torch.tensor([0])).eps == 0.5  # a shared radius is untouched
+
+
+def test_the_refusal_names_exactly_the_attacks_that_take_per_sample_eps():
+    import gradguard.attacks as attacks
+
+    with pytest.raises(ValueError) as err:
+        Square(eps=radii("linf"))
+    named = set(str(err.value).split("; ")[-1].replace(" and ", ", ").removesuffix(" take one per sample").split(", "))
+    public = [getattr(attacks, n) for n in attacks.__all__]
+    takers = {c.__name__ for c in public if isinstance(c, type) and issubclass(c, attacks.Attack) and c.per_sample_eps}
+    assert named == takers == {"FGSM", "PGD", "CWLinf", "APGD", "APGDT", "CWL2"}
