@@ -19,8 +19,16 @@ __all__ = ["check_attack_inputs", "check_eps", "check_labels", "check_label_rang
 
 
 def check_eps(eps: Any, name: str = "eps") -> None:
-    """A radius is a finite real number >= 0 (not a string, a bool or NaN); None means "not set yet"."""
+    """A radius is a finite real number >= 0 (not a string, a bool or NaN), or a floating-point tensor of such
+    numbers (one per sample); None means "not set yet"."""
     if eps is None:
+        return
+    if isinstance(eps, Tensor):
+        if not eps.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor (one radius per sample), got {eps.dtype}")
+        bad = ~(torch.isfinite(eps) & (eps >= 0))
+        if bool(bad.any()):
+            raise ValueError(f"{name} must hold finite numbers >= 0, got {eps[bad][:3].tolist()!r} among its values")
         return
     if isinstance(eps, (bool, str)) or not isinstance(eps, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(eps).__name__} {eps!r}")

@@ -6,6 +6,7 @@ project, and never needs to know which norm it is working in.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from typing import Literal
 
@@ -48,17 +49,63 @@ def _per_sample_norm(t: Tensor) -> Tensor:
 
 
 class ThreatModel(ABC):
-    """An epsilon-ball in some norm, always intersected with the [0, 1] box."""
+    """An epsilon-ball in some norm, always intersected with the [0, 1] box.
+
+    `eps` is one radius for the batch, or a 1-D tensor of shape (N,): one radius per sample (row i of every batch
+    the ball meets is sample i; `subset` follows a batch that drops rows).
+    """
 
     norm: Norm
 
-    def __init__(self, eps: float) -> None:
-        if not 0.0 <= float(eps) <= (1.0 if self.norm == "linf" else float("inf")):
-            raise ValueError(f"eps must be in [0, 1] for linf and >= 0 for l2, got {eps}")
-        self.eps = float(eps)
+    def __init__(self, eps: float | Tensor) -> None:
+        top = 1.0 if self.norm == "linf" else float("inf")
+        if isinstance(eps, Tensor):
+            if eps.dim() != 1 or not eps.is_floating_point():
+                raise ValueError(f"per-sample eps must be a 1-D floating-point tensor of shape (N,), got "
+                                 f"{eps.dtype} of shape {tuple(eps.shape)}")
+            if not bool(((eps >= 0) & (eps <= top)).all()):
+                raise ValueError(f"eps must be in [0, 1] for linf and >= 0 for l2, got {eps.min():g}..{eps.max():g}")
+            self._eps: float | Tensor = eps.detach()
+        else:
+            if not 0.0 <= float(eps) <= top:
+                raise ValueError(f"eps must be in [0, 1] for linf and >= 0 for l2, got {eps}")
+            self._eps = float(eps)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(eps={self.eps:g})"
+        if isinstance(self._eps, Tensor):
+            return f"{type(self).__name__}(eps=<per-sample, shape ({self._eps.shape[0]},)>)"
+        return f"{type(self).__name__}(eps={self._eps:g})"
+
+    @property
+    def eps(self) -> float:
+        """The radius shared by the batch; a per-sample ball has none (`radius`, `radii`)."""
+        if isinstance(self._eps, Tensor):
+            raise TypeError(f"{self!r} has one radius per sample: use radius(x) or radii(x)")
+        return self._eps
+
+    @property
+    def per_sample(self) -> bool:
+        return isinstance(self._eps, Tensor)
+
+    def radius(self, x: Tensor) -> float | Tensor:
+        """eps as it broadcasts against the batch `x`: the number, or the radii shaped (N, 1, ..., 1)."""
+        if isinstance(self._eps, Tensor):
+            return self._eps.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        return self._eps
+
+    def radii(self, x: Tensor) -> Tensor:
+        """The radius of each row of `x`, shape (N,), on `x`'s device and dtype."""
+        if isinstance(self._eps, Tensor):
+            return self._eps.to(device=x.device, dtype=x.dtype)
+        return torch.full((x.shape[0],), self._eps, device=x.device, dtype=x.dtype)
+
+    def subset(self, rows: Tensor) -> ThreatModel:
+        """The ball for the batch ``x[rows]`` (indices or a boolean mask): itself when the radius is shared."""
+        if not isinstance(self._eps, Tensor):
+            return self
+        ball = copy.copy(self)
+        ball._eps = self._eps.to(rows.device)[rows]  # on the batch's device from here on
+        return ball
 
     @abstractmethod
     def project(self, x_adv: Tensor, x: Tensor) -> Tensor:
@@ -70,7 +117,7 @@ class ThreatModel(ABC):
 
     @abstractmethod
     def step(self, x_adv: Tensor, grad: Tensor, alpha: float | Tensor) -> Tensor:
-        """One steepest-ascent step of size `alpha` in this norm (not yet projected)."""
+        """One steepest-ascent step of size `alpha` (a number or shaped to broadcast) in this norm (not projected)."""
 
     @abstractmethod
     def distance(self, x_adv: Tensor, x: Tensor) -> Tensor:
@@ -79,18 +126,20 @@ class ThreatModel(ABC):
     def contains(self, x_adv: Tensor, x: Tensor, tol: float = 1e-6) -> Tensor:
         """Per-sample boolean: inside the ball and the box (up to `tol`)."""
         in_box = (x_adv >= -tol).flatten(1).all(1) & (x_adv <= 1 + tol).flatten(1).all(1)
-        return in_box & (self.distance(x_adv, x) <= self.eps + tol)
+        eps = self.radii(x) if self.per_sample else self._eps
+        return in_box & (self.distance(x_adv, x) <= eps + tol)
 
 
 class LinfBall(ThreatModel):
     norm = "linf"
 
     def project(self, x_adv: Tensor, x: Tensor) -> Tensor:
-        return torch.min(torch.max(x_adv, x - self.eps), x + self.eps).clamp_(0.0, 1.0)
+        eps = self.radius(x)
+        return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
 
     def random_init(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return (x + (2 * u - 1) * self.eps).clamp_(0.0, 1.0)
+        return (x + (2 * u - 1) * self.radius(x)).clamp_(0.0, 1.0)
 
     def step(self, x_adv: Tensor, grad: Tensor, alpha: float | Tensor) -> Tensor:
         return x_adv + alpha * grad.sign()
@@ -104,7 +153,7 @@ class L2Ball(ThreatModel):
 
     def project(self, x_adv: Tensor, x: Tensor) -> Tensor:
         delta = x_adv - x
-        factor = (self.eps / _per_sample_norm(delta)).clamp(max=1.0)
+        factor = (self.radius(x) / _per_sample_norm(delta)).clamp(max=1.0)
         return (x + delta * factor).clamp_(0.0, 1.0)
 
     def random_init(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -112,7 +161,7 @@ class L2Ball(ThreatModel):
         g = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         d = x[0].numel()
         r = torch.rand((x.shape[0],), generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / d)
-        delta = g / _per_sample_norm(g) * (self.eps * r).view(-1, *([1] * (x.dim() - 1)))
+        delta = g / _per_sample_norm(g) * (self.radius(x) * r.view(-1, *([1] * (x.dim() - 1))))
         return (x + delta).clamp_(0.0, 1.0)
 
     def step(self, x_adv: Tensor, grad: Tensor, alpha: float | Tensor) -> Tensor:
@@ -122,8 +171,9 @@ class L2Ball(ThreatModel):
         return (x_adv - x).flatten(1).norm(dim=1)
 
 
-def threat_model(norm: str = "linf", eps: float | None = None) -> ThreatModel:
-    """Build the ball of radius `eps` for `norm` (any spelling `normalize_norm` accepts).
+def threat_model(norm: str = "linf", eps: float | Tensor | None = None) -> ThreatModel:
+    """Build the ball of radius `eps` (a number, or a tensor of shape (N,): one per sample) for `norm` (any
+    spelling `normalize_norm` accepts).
 
     Keywords read as the attacks do: ``threat_model(eps=0.3, norm="linf")``; the positional form is
     ``threat_model("linf", 0.3)`` (norm first), and a radius in the norm's place is an error rather than a swapped

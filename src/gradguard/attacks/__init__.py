@@ -6,7 +6,7 @@ batched pass, and records ``last_grad_evals`` / ``last_forward_evals`` / ``last_
 """
 
 from gradguard.attacks.apgd import APGD, APGDT
-from gradguard.attacks.base import Attack, eval_mode
+from gradguard.attacks.base import Attack, AttackOptions, eval_mode
 from gradguard.attacks.bpda import BPDA
 from gradguard.attacks.cw import CWL2
 from gradguard.attacks.fab import FAB, FABT
@@ -16,6 +16,6 @@ from gradguard.attacks.square import Square
 from gradguard.attacks.transfer import Transfer
 
 __all__ = [
-    "Attack", "eval_mode", "FGSM", "PGD", "CWLinf", "CWL2", "APGD", "APGDT", "FAB", "FABT", "Square", "Transfer",
-    "BPDA",
+    "Attack", "AttackOptions", "eval_mode", "FGSM", "PGD", "CWLinf", "CWL2", "APGD", "APGDT", "FAB", "FABT", "Square",
+    "Transfer", "BPDA",
 ]

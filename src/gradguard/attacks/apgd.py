@@ -12,10 +12,12 @@ on the points that are still robust; it succeeds on any misclassification, like 
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 from torch import Tensor
 
-from gradguard.attacks.base import Attack, Model, _Best, _bshape
+from gradguard.attacks.base import Attack, AttackOptions, Model, _Best, _bshape
 from gradguard.losses import LossFn, get_loss
 
 __all__ = ["APGD", "APGDT"]
@@ -30,29 +32,22 @@ class APGD(Attack):
     """
 
     name = "apgd"
+    per_sample_eps = True
 
     def __init__(
         self,
         *,
-        eps: float,
+        eps: float | Tensor,
         norm: str = "linf",
         steps: int = 100,
         restarts: int = 1,
         loss: str = "ce",
         rho: float = 0.75,
         momentum: float = 0.75,
-        targeted: bool = False,
         early_stop: bool | None = None,
-        eot: int = 1,
-        chunk_size: int | None = None,
-        seed: int | None = 0,
-        generator: torch.Generator | None = None,
-        channels_last: bool | None = None,
+        **options: Unpack[AttackOptions],
     ) -> None:
-        super().__init__(
-            eps=eps, norm=norm, targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator,
-            channels_last=channels_last,
-        )
+        super().__init__(eps=eps, norm=norm, **options)
         if steps < 1 or restarts < 1:
             raise ValueError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
         self.steps = int(steps)
@@ -88,16 +83,16 @@ class APGD(Attack):
             idx = self._to_attack(best.ok)
         if idx.numel() == 0:
             return False
-        threat = self.threat
+        ball = self.threat.subset(idx)  # the radii of the rows attacked, compacted with them
         first = self.early_stop
-        eps, T = threat.eps, self.steps
+        T = self.steps
         k = max(int(0.22 * T), 1)
         size_decr, k_min = max(int(0.03 * T), 1), max(int(0.06 * T), 1)
 
         x0, y0 = x[idx], y[idx]
         lt = None if loss_target is None else loss_target[idx]
         st = None if user_target is None else user_target[idx]
-        xa = threat.random_init(x0, self.gen)
+        xa = ball.random_init(x0, self.gen)
         grad, loss, sc = self._grad(model, xa, y0, loss_fn, lt)
         ok = self._success(sc, y0, st)
         n = idx.numel()
@@ -105,7 +100,7 @@ class APGD(Attack):
         s = {
             "idx": idx, "x0": x0, "y0": y0, "xa": xa, "x_old": xa.clone(), "grad": grad,
             "x_best": xa.clone(), "grad_best": grad.clone(), "loss_best": loss.clone(),
-            "step": torch.full((n,), 2.0 * eps, device=x.device, dtype=x.dtype),
+            "step": 2.0 * ball.radii(x0),
             "hist": torch.zeros(n, T + 1, device=x.device, dtype=x.dtype),
             "loss_last": loss.clone(), "reduced_last": torch.ones(n, dtype=torch.bool, device=x.device),
             # result of this run: priority (success, loss)
@@ -125,11 +120,12 @@ class APGD(Attack):
                 if not bool(keep.any()):
                     return True
                 s = {key: v[keep] for key, v in s.items()}
+                ball = ball.subset(keep)
             xa, x0 = s["xa"], s["x0"]
             a = self.momentum if i > 0 else 1.0
             step = _bshape(s["step"], xa)
-            z = threat.project(threat.step(xa, s["grad"], step), x0)
-            x_new = threat.project(xa + a * (z - xa) + (1.0 - a) * (xa - s["x_old"]), x0)
+            z = ball.project(ball.step(xa, s["grad"], step), x0)
+            x_new = ball.project(xa + a * (z - xa) + (1.0 - a) * (xa - s["x_old"]), x0)
             s["x_old"], s["xa"] = xa, x_new
             grad, loss, sc = self._grad(model, x_new, s["y0"], loss_fn, s.get("lt"))
             ok = self._success(sc, s["y0"], s.get("st"))
@@ -171,7 +167,7 @@ class APGDT(APGD):
 
     name = "apgd-t"
 
-    def __init__(self, *, eps: float, n_target_classes: int = 9, loss: str = "dlr", **kwargs) -> None:
+    def __init__(self, *, eps: float | Tensor, n_target_classes: int = 9, loss: str = "dlr", **kwargs) -> None:
         if kwargs.pop("targeted", False):
             raise ValueError("APGDT picks its own targets; do not pass targeted=True")
         super().__init__(eps=eps, loss=loss, **kwargs)

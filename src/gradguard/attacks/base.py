@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
+from typing import TypedDict
 
 import torch
 from torch import Tensor
@@ -22,7 +23,22 @@ from gradguard.losses import LossFn, success
 from gradguard.module_state import Model, eval_mode
 from gradguard.threat import Norm, ThreatModel, normalize_norm, threat_model
 
-__all__ = ["Attack", "eval_mode", "Model"]
+__all__ = ["Attack", "AttackOptions", "eval_mode", "Model"]
+
+
+class AttackOptions(TypedDict, total=False):
+    """The keywords every attack takes besides its own hyperparameters; the defaults are `Attack.__init__`'s.
+
+    An attack declares ``**options: Unpack[AttackOptions]`` and hands them to the base class, so the options live
+    here once while a type checker still sees each keyword (``PGD(eps=0.3, eot="20")`` is a type error).
+    """
+
+    targeted: bool  # aim at a `target` given at call time (the targeted form of the loss)
+    eot: int  # gradients and predictions averaged over this many draws of a randomized model
+    chunk_size: int | None  # rows per forward pass (None: automatic)
+    seed: int | None  # the private generator's seed (None: fresh OS entropy)
+    generator: torch.Generator | None  # or a generator of the caller's, advanced by every call
+    channels_last: bool | None  # feed channels-last inputs (None: for conv nets on CPU)
 
 
 def _bshape(v: Tensor, like: Tensor) -> Tensor:
@@ -66,13 +82,15 @@ class Attack:
 
     name = "attack"
     uses_gradients = True
+    #: Whether `eps` may be a tensor of shape (N,), one radius per sample (the attack's maths reads it per row).
+    per_sample_eps = False
     #: Minimal-perturbation attacks (CW-L2) are run once and clipped to every epsilon of a sweep.
     minimal = False
 
     def __init__(
         self,
         *,
-        eps: float | None = None,
+        eps: float | Tensor | None = None,
         norm: str = "linf",
         targeted: bool = False,
         eot: int = 1,
@@ -85,7 +103,8 @@ class Attack:
             raise ValueError(f"eot must be >= 1, got {eot}")
         check_eps(eps)  # PGD(eps="0.3") is a mistake, not a radius
         self.norm = norm  # the setter normalises the spelling
-        self.eps = None if eps is None else float(eps)
+        self.eps: float | Tensor | None = eps if eps is None or isinstance(eps, Tensor) else float(eps)
+        self._check_per_sample_eps()
         if self.eps is not None:
             threat_model(norm, self.eps)  # validates norm and eps early, with a clear message
         self.targeted = bool(targeted)
@@ -130,6 +149,7 @@ class Attack:
         if self.targeted and target is None and not self._picks_targets():
             raise ValueError(f"{type(self).__name__}(targeted=True) needs target= (a class per sample)")
         self._label_max = check_attack_inputs(x, y, self.eps, target=target, model=model)  # before any work
+        self._check_per_sample_eps(x.shape[0])
         t0 = time.perf_counter()
         self._start(x.device)
         start_state = self._gen.get_state()  # type: ignore[union-attr]  # a passed-in generator is advanced
@@ -200,6 +220,22 @@ class Attack:
         return advs, ok
 
     # ------------------------------------------------------------------------------------------ for subclasses
+    def _takes_per_sample_eps(self) -> bool:
+        return self.per_sample_eps
+
+    def _check_per_sample_eps(self, n: int | None = None) -> None:
+        """A tensor eps only where the attack reads it per sample, shaped (N,) for a batch of N."""
+        eps = self.eps
+        if not isinstance(eps, Tensor):
+            return
+        name = type(self).__name__
+        if not self._takes_per_sample_eps():
+            raise ValueError(f"{name} takes one eps for the whole batch (a number), got a tensor of shape "
+                             f"{tuple(eps.shape)}; FGSM, PGD, CWLinf, APGD, APGDT and CWL2 take one per sample")
+        if eps.dim() != 1 or (n is not None and eps.shape[0] != n):
+            expected = "(N,)" if n is None else f"({n},) for a batch of {n}"
+            raise ValueError(f"{name}: a per-sample eps must have shape {expected}, got {tuple(eps.shape)}")
+
     def _perturb(self, model: Model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         raise NotImplementedError
 

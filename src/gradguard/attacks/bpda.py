@@ -9,11 +9,13 @@ forward pass and approximated in the backward pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from torch import Tensor, nn
 
 from gradguard.attacks.base import Attack, Model
+from gradguard.attacks.wrapping import WrappingAttack
 from gradguard.gradients import BPDAWrapper, bpda
 
 __all__ = ["BPDA"]
@@ -27,7 +29,24 @@ def _matches(m: nn.Module, modules: Matcher) -> bool:
     return bool(modules(m))
 
 
-class BPDA(Attack):
+@contextmanager
+def _bypassed(model: nn.Module, modules: Matcher, approx: Callable[[Tensor], Tensor] | None) -> Iterator[None]:
+    """Every submodule of `model` matched by `modules` swapped for a `BPDAWrapper` inside the block, put back
+    afterwards (also on error)."""
+    swapped = [(parent, name, child) for parent in list(model.modules())
+               for name, child in list(parent.named_children()) if _matches(child, modules)]
+    if not swapped:
+        raise ValueError(f"BPDA: no submodule of {type(model).__name__} matches {modules!r}")
+    try:
+        for parent, name, child in swapped:
+            setattr(parent, name, BPDAWrapper(child, approx))
+        yield
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
+
+
+class BPDA(WrappingAttack):
     """``BPDA(attack=PGD(eps=0.3), modules=Quantize, approx=None)`` or ``BPDA(attack=..., preprocess=fn)``."""
 
     name = "bpda"
@@ -42,47 +61,23 @@ class BPDA(Attack):
     ) -> None:
         if (modules is None) == (preprocess is None):
             raise ValueError("BPDA needs exactly one of modules= (submodules to bypass) or preprocess= (a function)")
-        super().__init__(
-            eps=attack.eps, norm=attack.norm, targeted=attack.targeted, eot=attack.eot,
-            channels_last=attack.channels_last,  # the inner attack's choice rules
-        )
-        self.attack = attack
+        # the inner attack's draws and layout choice rule
+        super().__init__(attack=attack, eot=attack.eot, channels_last=attack.channels_last)
         self.modules = modules
         self.preprocess = preprocess
         self.approx = approx
 
-    def __repr__(self) -> str:
-        return f"BPDA(attack={self.attack!r})"
-
     def _perturb(self, model: Model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-        saved = self.attack.eps
-        self.attack.eps = self.eps
-        swapped: list[tuple[nn.Module, str, nn.Module]] = []
-        try:
-            if self.preprocess is not None:
-                pre = bpda(self.preprocess, self.approx)
-                run = self._in_layout(model)  # the inner attack sees a plain function: this call picks the layout
+        if self.preprocess is not None:
+            pre = bpda(self.preprocess, self.approx)
+            run = self._in_layout(model)  # the inner attack sees a plain function: this call picks the layout
 
-                def attacked(z: Tensor) -> Tensor:
-                    return run(pre(z))
+            def attacked(z: Tensor) -> Tensor:
+                return run(pre(z))
 
-                x_adv = self.attack(attacked, x, y, target=target)
-            else:
-                if not isinstance(model, nn.Module):
-                    raise TypeError("BPDA(modules=...) needs an nn.Module model")
-                for parent in list(model.modules()):
-                    for name, child in list(parent.named_children()):
-                        if _matches(child, self.modules):  # type: ignore[arg-type]
-                            swapped.append((parent, name, child))
-                if not swapped:
-                    raise ValueError(f"BPDA: no submodule of {type(model).__name__} matches {self.modules!r}")
-                for parent, name, child in swapped:
-                    setattr(parent, name, BPDAWrapper(child, self.approx))
-                x_adv = self.attack(model, x, y, target=target)
-        finally:
-            for parent, name, child in swapped:
-                setattr(parent, name, child)
-            self.attack.eps = saved
-        self.last_grad_evals = self.attack.last_grad_evals
-        self.last_forward_evals = self.attack.last_forward_evals
-        return x_adv
+            return self._run_inner(attacked, x, y, target)
+        if not isinstance(model, nn.Module):
+            raise TypeError("BPDA(modules=...) needs an nn.Module model")
+        assert self.modules is not None  # __init__ takes exactly one of modules and preprocess
+        with _bypassed(model, self.modules, self.approx):
+            return self._run_inner(model, x, y, target)

@@ -10,10 +10,12 @@ for all epsilons. Adam is written out per element so EOT gradients (k draws) plu
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 from torch import Tensor
 
-from gradguard.attacks.base import Attack, Model, _bshape
+from gradguard.attacks.base import Attack, AttackOptions, Model, _bshape
 from gradguard.losses import get_loss
 from gradguard.threat import normalize_norm
 
@@ -25,31 +27,24 @@ class CWL2(Attack):
 
     name = "cw-l2"
     minimal = True
+    per_sample_eps = True  # only the final projection reads it
 
     def __init__(
         self,
         *,
-        eps: float | None = None,
+        eps: float | Tensor | None = None,
         c: float = 1e-2,
         kappa: float = 0.0,
         steps: int = 100,
         lr: float = 0.01,
         binary_steps: int = 5,
         abort_early: bool = True,
-        targeted: bool = False,
-        eot: int = 1,
-        chunk_size: int | None = None,
-        seed: int | None = 0,
-        generator: torch.Generator | None = None,
-        channels_last: bool | None = None,
         norm: str = "l2",
+        **options: Unpack[AttackOptions],
     ) -> None:
         if normalize_norm(norm) != "l2":
             raise ValueError("CWL2 works in the L2 norm only (use CWLinf for L-inf)")
-        super().__init__(
-            eps=eps, norm="l2", targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator,
-            channels_last=channels_last,
-        )
+        super().__init__(eps=eps, norm="l2", **options)
         if steps < 1 or binary_steps < 1 or c <= 0 or kappa < 0:
             raise ValueError(
                 f"need steps >= 1, binary_steps >= 1, c > 0, kappa >= 0; got {steps}, {binary_steps}, {c}, {kappa}"

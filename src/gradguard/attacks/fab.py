@@ -17,12 +17,12 @@ derived afresh (one sort and a cumulative sum per point).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
 
-from gradguard.attacks.base import Attack, Model, _Best, _bshape
+from gradguard.attacks.base import Attack, AttackOptions, Model, _Best, _bshape
 from gradguard.threat import threat_model
 
 __all__ = ["FAB", "FABT", "project_to_hyperplane"]
@@ -113,9 +113,8 @@ class FAB(Attack):
         eta: float = 1.05,
         beta: float = 0.9,
         final_search: int = 0,
-        **options: Any,
+        **options: Unpack[AttackOptions],
     ) -> None:
-        """`options` are the `Attack` base class's: targeted, eot, chunk_size, seed, generator, channels_last."""
         super().__init__(eps=eps, norm=norm, **options)
         if steps < 1 or restarts < 1 or final_search < 0:
             raise ValueError(f"need steps >= 1, restarts >= 1, final_search >= 0; got {steps}, {restarts}, "

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import torch
+from typing import Unpack
+
 from torch import Tensor
 
-from gradguard.attacks.base import Attack, Model
+from gradguard.attacks.base import Attack, AttackOptions, Model
 from gradguard.losses import get_loss
 
 __all__ = ["FGSM"]
@@ -15,28 +16,21 @@ class FGSM(Attack):
     """``FGSM(eps=0.3, norm="linf", loss="ce")``; `eot` averages the one gradient over k draws."""
 
     name = "fgsm"
+    per_sample_eps = True
 
     def __init__(
         self,
         *,
-        eps: float,
+        eps: float | Tensor,
         norm: str = "linf",
         loss: str = "ce",
-        targeted: bool = False,
-        eot: int = 1,
-        chunk_size: int | None = None,
-        seed: int | None = 0,
-        generator: torch.Generator | None = None,
-        channels_last: bool | None = None,
+        **options: Unpack[AttackOptions],
     ) -> None:
-        super().__init__(
-            eps=eps, norm=norm, targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator,
-            channels_last=channels_last,
-        )
+        super().__init__(eps=eps, norm=norm, **options)
         self.loss = loss
 
     def _perturb(self, model: Model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         threat = self.threat
         loss_fn = get_loss(self.loss, targeted=self.targeted)
         grad, _, _ = self._grad(model, x, y, loss_fn, target if self.targeted else None)
-        return threat.project(threat.step(x, grad, threat.eps), x)
+        return threat.project(threat.step(x, grad, threat.radius(x)), x)

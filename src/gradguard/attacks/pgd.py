@@ -8,11 +8,14 @@ soon as it is fooled, so a defended point costs the full budget but a fooled one
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 from torch import Tensor
 
-from gradguard.attacks.base import Attack, Model, _Best, _bshape
+from gradguard.attacks.base import Attack, AttackOptions, Model, _Best, _bshape
 from gradguard.losses import get_loss
+from gradguard.threat import ThreatModel
 
 __all__ = ["PGD", "CWLinf"]
 
@@ -27,11 +30,12 @@ class PGD(Attack):
     """
 
     name = "pgd"
+    per_sample_eps = True
 
     def __init__(
         self,
         *,
-        eps: float,
+        eps: float | Tensor,
         norm: str = "linf",
         steps: int = 40,
         alpha: float | None = None,
@@ -39,18 +43,10 @@ class PGD(Attack):
         restarts: int = 1,
         loss: str = "ce",
         kappa: float | None = None,
-        targeted: bool = False,
         early_stop: bool | None = None,
-        eot: int = 1,
-        chunk_size: int | None = None,
-        seed: int | None = 0,
-        generator: torch.Generator | None = None,
-        channels_last: bool | None = None,
+        **options: Unpack[AttackOptions],
     ) -> None:
-        super().__init__(
-            eps=eps, norm=norm, targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator,
-            channels_last=channels_last,
-        )
+        super().__init__(eps=eps, norm=norm, **options)
         if steps < 1 or restarts < 1:
             raise ValueError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
         self.steps = int(steps)
@@ -65,14 +61,13 @@ class PGD(Attack):
         settings = {} if self.kappa is None else {"kappa": float(self.kappa)}
         return get_loss(self.loss, targeted=self.targeted, **settings)
 
-    def _step_size(self) -> float:
-        assert self.eps is not None
-        return 2.5 * self.eps / self.steps if self.alpha is None else float(self.alpha)
+    def _step_size(self, ball: ThreatModel, x: Tensor) -> float | Tensor:
+        """`alpha`, or 2.5 * eps / steps of each row of `x` (`ball` holds the batch's radii)."""
+        return 2.5 * ball.radius(x) / self.steps if self.alpha is None else float(self.alpha)
 
     def _perturb(self, model: Model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         threat = self.threat
         loss_fn = self._loss_fn()
-        alpha = self._step_size()
         first = self.early_stop
         best = self._clean_start(model, x, y, loss_fn, target)
         for r in range(self.restarts):
@@ -81,7 +76,8 @@ class PGD(Attack):
                 break
             x0, y0 = x[idx], y[idx]
             t0 = None if target is None else target[idx]
-            xa = threat.random_init(x0, self.gen) if (self.random_start or r > 0) else x0.clone()
+            ball = threat.subset(idx)  # the radii of the rows attacked, compacted with them
+            xa = ball.random_init(x0, self.gen) if (self.random_start or r > 0) else x0.clone()
             # Local state of the active rows: best point, its loss and success flag.
             bx, bl = xa.clone(), torch.full((idx.numel(),), float("-inf"), device=x.device, dtype=x.dtype)
             bok = torch.zeros(idx.numel(), dtype=torch.bool, device=x.device)
@@ -106,7 +102,8 @@ class PGD(Attack):
                     idx, x0, y0, xa, grad = idx[keep], x0[keep], y0[keep], xa[keep], grad[keep]
                     t0 = None if t0 is None else t0[keep]
                     bx, bl, bok = bx[keep], bl[keep], bok[keep]
-                xa = threat.project(threat.step(xa, grad, alpha), x0)
+                    ball = ball.subset(keep)
+                xa = ball.project(ball.step(xa, grad, self._step_size(ball, xa)), x0)
             best.merge(idx, bx, bl, bok, first)
         return best.x
 
@@ -116,7 +113,7 @@ class CWLinf(PGD):
 
     name = "cw-linf"
 
-    def __init__(self, *, eps: float, kappa: float = float("inf"), **kwargs) -> None:
+    def __init__(self, *, eps: float | Tensor, kappa: float = float("inf"), **kwargs) -> None:
         kwargs.setdefault("norm", "linf")
         if kwargs.pop("loss", "cw") != "cw":
             raise ValueError("CWLinf always uses the cw loss")

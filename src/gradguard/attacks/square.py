@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Unpack
 
 import torch
 from torch import Tensor
 
-from gradguard.attacks.base import Attack, Model, _bshape
+from gradguard.attacks.base import Attack, AttackOptions, Model, _bshape
 from gradguard.losses import get_loss
 
 __all__ = ["Square", "p_schedule"]
@@ -72,17 +73,9 @@ class Square(Attack):
         p_init: float = 0.8,
         restarts: int = 1,
         loss: str = "cw",
-        targeted: bool = False,
-        eot: int = 1,
-        chunk_size: int | None = None,
-        seed: int | None = 0,
-        generator: torch.Generator | None = None,
-        channels_last: bool | None = None,
+        **options: Unpack[AttackOptions],
     ) -> None:
-        super().__init__(
-            eps=eps, norm=norm, targeted=targeted, eot=eot, chunk_size=chunk_size, seed=seed, generator=generator,
-            channels_last=channels_last,
-        )
+        super().__init__(eps=eps, norm=norm, **options)
         if n_queries < 1 or restarts < 1 or not 0 < p_init <= 1:
             raise ValueError(
                 f"need n_queries >= 1, restarts >= 1, 0 < p_init <= 1; got {n_queries}, {restarts}, {p_init}"

@@ -9,11 +9,12 @@ from __future__ import annotations
 from torch import Tensor
 
 from gradguard.attacks.base import Attack, Model
+from gradguard.attacks.wrapping import WrappingAttack
 
 __all__ = ["Transfer"]
 
 
-class Transfer(Attack):
+class Transfer(WrappingAttack):
     """``Transfer(attack=PGD(eps=0.3), surrogate=other_model)``; ``transfer(target_model, x, y) -> x_adv``."""
 
     name = "transfer"
@@ -21,21 +22,9 @@ class Transfer(Attack):
 
     def __init__(self, *, attack: Attack, surrogate: Model) -> None:
         # channels_last=False: the target is never run here, so its weights are left alone.
-        super().__init__(eps=attack.eps, norm=attack.norm, targeted=attack.targeted, channels_last=False)
-        self.attack = attack
+        super().__init__(attack=attack, channels_last=False)
         self.surrogate = surrogate
 
-    def __repr__(self) -> str:
-        return f"Transfer(attack={self.attack!r})"
-
     def _perturb(self, model: Model, x: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-        saved = self.attack.eps
-        self.attack.eps = self.eps  # a sweep sets eps on the wrapper; the inner attack follows
-        try:
-            x_adv = self.attack(self.surrogate, x, y, target=target)
-        finally:
-            self.attack.eps = saved
-        # The work was spent on the surrogate; report it (the target saw no queries).
-        self.last_grad_evals = self.attack.last_grad_evals
-        self.last_forward_evals = self.attack.last_forward_evals
-        return x_adv
+        # The work is spent on the surrogate and reported as this call's (the target saw no queries).
+        return self._run_inner(self.surrogate, x, y, target)
