@@ -283,7 +283,7 @@ class _Run:
         self.window: dict[str, Any] = {}
         if self.ckpt is not None:
             self._restore(*self.ckpt)
-        self.counter = PassCounter(self.plain)
+        self.counter = PassCounter(self.recipe.counted(self.trained))
         main = self.info.is_main
         self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=main,
                               truncate_to=self.p.metrics_offset if self.resume else 0,
