@@ -52,8 +52,10 @@ WONG_SCHEDULE = [
 
 
 #: strided-cnn's hidden taps for the architecture reading: after the second convolution's ReLU (64 x 7 x 7) and the
-#: hidden fully connected layer's (256); the first convolution's output (32 x 14 x 14) would make the response modules
-#: cost more than the network itself.
+#: hidden fully connected layer's (256), with a 2-layer, 4-channel response to keep the run near pgd10's cost
+#: (benchmarks/sgn_arch_cost.py, 2026-12-02, shared 2-core machine: CPU s per batch, PGD-AT-10 0.26-0.30, these taps
+#: with the default 8-channel, 3-layer response 0.46, with the small one 0.34). The first convolution's output
+#: (32 x 14 x 14) would cost more again.
 STRIDED_HIDDEN_TAPS = ("net.features.3", "net.classifier.1")
 
 
@@ -105,7 +107,7 @@ METHODS: list[Run] = [
     # suite plus BPDA and transfer, which say whether a gain is real or gradient masking).
     Run("pgd10_sgnarch", "PGD-AT-10 start + SGN hidden taps (the architecture reading; pgd10's schedule)", "B", 4, [
         "train.recipe=\"sgn\"", *SGN_SCHEDULE, f"train.recipe_args={{taps={json.dumps(list(STRIDED_HIDDEN_TAPS))}, "
-        "start=\"pgd\", start_steps=10, refine_steps=0, clean_weight=1.0}"], 12),
+        "start=\"pgd\", start_steps=10, refine_steps=0, clean_weight=1.0, response_hidden=4, response_layers=2}"], 12),
     Run("sgn_active", "SGN learned + 1 refinement, input response active at inference", "B", 4,
         _sgn("learned", 1, "train.recipe_args.active_inference=true"), 3),
 ]
