@@ -3,6 +3,7 @@ training) and the input response active at inference (a purifier BPDA can bypass
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,18 @@ def test_evaluation_adds_bypass_attacks_and_states_the_verdict() -> None:
     assert flag.triggered == (after / 12 > 0.002)
     with pytest.raises(ValueError, match="no self-gradient purifier"):
         evaluate_with_bypass(active.backbone, x, y, "apgd", 0.3, quick=True)
+
+
+def test_gradguard_run_scores_an_active_network_with_the_bypass_attacks(tmp_path: Path) -> None:
+    from gradguard.evaluation import EvalResult
+    from gradguard.runner import run_experiment
+
+    cfg = _digits(taps=["input"], refine_steps=1, active_inference=True)
+    cfg["data"]["test_subset"] = 20
+    cfg["eval"] = {"suite": "apgd", "eps": [0.1], "n": 20, "quick": True, "threads": 1}
+    out = run_experiment(parse_config(cfg), run_dir=tmp_path / "run", command="test")
+    assert isinstance(load_model(out / "model.safetensors"), ActiveSelfGradientNetwork)
+    result = EvalResult.load(out / "evaluation.json")
+    assert result.suite == "apgd+bypass" and {"bpda-apgd-ce", "transfer-apgd-ce"} <= set(result.attacks)
+    assert any(f.name == "purifier_bypass" for f in result.flags)
+    assert json.loads((out / "results.json").read_text())["training"]["fb_passes"] == pytest.approx(4 * 3)
