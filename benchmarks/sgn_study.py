@@ -11,6 +11,11 @@ time, and keeps the network behind every point (models/step-N.safetensors) so th
 - SGN variants: learned / frozen (reversal_scale 0: the response does not learn from its own gradient) / sign
   responses, each with 0 and 1 refinement steps, and the learned one with a random start (the one-step baselines'
   remedy).
+- The two readings of SGN as an architecture: its modules inside ordinary adversarial training (pgd10_sgnarch:
+  PGD-AT-10's point as the start, hidden taps; against pgd10 in passes to X) and its input response active at
+  inference (sgn_active: the main job's training, exported active; against sgn_learned_r1 under the standard suite
+  plus BPDA through the purifier and transfer from the backbone, which `gradguard eval` adds for such a network).
+  An input gradient through the active network costs about 5 times the plain one, so its final suite does too.
 
 The decision rule: X = 90% of PGD-AT-40's plateau robust accuracy (mean of its last three validations); a method
 reaches X when two consecutive validations are at or above it; R = PGD-AT-40's passes to X over the method's.
