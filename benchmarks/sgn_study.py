@@ -15,7 +15,8 @@ time, and keeps the network behind every point (models/step-N.safetensors) so th
   PGD-AT-10's point as the start, hidden taps; against pgd10 in passes to X) and its input response active at
   inference (sgn_active: the main job's training, exported active; against sgn_learned_r1 under the standard suite
   plus BPDA through the purifier and transfer from the backbone, which `gradguard eval` adds for such a network).
-  An input gradient through the active network costs about 5 times the plain one, so its final suite does too.
+  An input gradient through the active network costs 4-5 times the plain one (benchmarks/sgn_arch_cost.py), so its
+  final suite does too.
 
 The decision rule: X = 90% of PGD-AT-40's plateau robust accuracy (mean of its last three validations); a method
 reaches X when two consecutive validations are at or above it; R = PGD-AT-40's passes to X over the method's.
