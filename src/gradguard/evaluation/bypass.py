@@ -7,9 +7,9 @@ go around the purifier, placed after the direct white-box attacks and before Squ
 - ``bpda-apgd-ce``: APGD-CE with the purifier replaced by the identity on the backward pass (Athalye et al. 2018),
 - ``transfer-apgd-ce``: APGD-CE crafted on the plain backbone (no purifier), scored on the active network,
 
-and the ``purifier_bypass`` flag says whether they (or Square) broke points that the direct attacks could not.
-In the chained protocol every point they break is one the direct attacks missed, so their share is the gain that
-gradient masking explains; the worst case over all attacks is the honest robust accuracy.
+and the ``purifier_bypass`` flag says whether they, or the gradient-free Square, broke points that the direct
+attacks could not. In the chained protocol every point they break is one the direct attacks missed, so their share
+is the gain that gradient masking explains; the worst case over all attacks is the honest robust accuracy.
 """
 
 from __future__ import annotations
@@ -75,12 +75,14 @@ def bypass_flag(result: EvalResult, direct: list[str]) -> Flag:
     share = [float(v) / max(result.n, 1) for v in extra.tolist()]
     worst = max(share) if share else 0.0
     triggered = worst > _THRESHOLD
+    who = ", ".join(f"{name} {max(counts, default=0)}" for name, counts in by_attack.items())
     if triggered:
-        msg = (f"attacks that go around the purifier broke {100 * worst:.2f}% of the points the direct white-box "
-               f"attacks missed: that much of the direct number is gradient masking (the worst case counts them)")
+        msg = (f"attacks that do not differentiate through the purifier broke {100 * worst:.2f}% of the points the "
+               f"direct white-box attacks missed ({who}): that much of the direct number is gradient masking (the "
+               f"worst case counts them)")
     else:
-        msg = (f"attacks that go around the purifier broke at most {100 * worst:.2f}% more points: the robust "
-               f"accuracy is not explained by masked gradients through the purifier")
+        msg = (f"attacks that do not differentiate through the purifier broke at most {100 * worst:.2f}% more "
+               f"points ({who}): the robust accuracy is not explained by masked gradients through the purifier")
     return Flag("purifier_bypass", triggered, msg, {"share": share, "n_extra": by_attack, "threshold": _THRESHOLD})
 
 
