@@ -37,6 +37,8 @@ class SelfGradientPurifier(nn.Module):
     The classifier is held by reference, not as a submodule: its weights belong to the enclosing network once.
     """
 
+    _classifier: nn.Module
+
     def __init__(self, response: nn.Module, classifier: nn.Module, *, eps: float, norm: str = "linf",
                  scale: float = 1.0) -> None:
         super().__init__()
