@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gradguard.evaluation.predict import model_device
 from gradguard.evaluation.protocol import evaluate
 from gradguard.evaluation.result import EvalResult, Flag
 from gradguard.evaluation.suites import build_suite
@@ -93,9 +94,10 @@ def evaluate_with_bypass(model: nn.Module, x: Tensor, y: Tensor, suite: str = "s
     The result's suite reads ``"<suite>+bypass"``; every other keyword goes to `evaluate`."""
     if kwargs.get("mode", "chained") != "chained":
         raise ValueError("evaluate_with_bypass measures what the bypass attacks add: it needs mode='chained'")
-    device = next(model.parameters()).device
+    if purifier_of(model) is None:
+        raise ValueError(f"{type(model).__name__} has no self-gradient purifier to bypass")
     with torch.no_grad():
-        num_classes = int(model(x[:1].to(device)).shape[1])
+        num_classes = int(model(x[:1].to(model_device(model))).shape[1])
     attacks = bypass_attacks(model, suite, norm=norm, quick=quick, num_classes=num_classes)
     result = evaluate(model, x, y, attacks, eps, norm=norm, quick=quick, **kwargs)
     direct = [n for n in attacks if n not in BYPASS_ATTACKS and result.attacks[n].kind != "gradient-free"]
