@@ -11,6 +11,12 @@ time, and keeps the network behind every point (models/step-N.safetensors) so th
 - SGN variants: learned / frozen (reversal_scale 0: the response does not learn from its own gradient) / sign
   responses, each with 0 and 1 refinement steps, and the learned one with a random start (the one-step baselines'
   remedy).
+- The two readings of SGN as an architecture: its modules inside ordinary adversarial training (pgd10_sgnarch:
+  PGD-AT-10's point as the start, hidden taps; against pgd10 in passes to X) and its input response active at
+  inference (sgn_active: the main job's training, exported active; against sgn_learned_r1 under the standard suite
+  plus BPDA through the purifier and transfer from the backbone, which `gradguard eval` adds for such a network).
+  An input gradient through the active network costs 4-5 times the plain one (benchmarks/sgn_arch_cost.py), so its
+  final suite does too.
 
 The decision rule: X = 90% of PGD-AT-40's plateau robust accuracy (mean of its last three validations); a method
 reaches X when two consecutive validations are at or above it; R = PGD-AT-40's passes to X over the method's.
@@ -49,6 +55,14 @@ COMMON = ["train.val_every=0.25", "train.val_attack=\"apgd-ce\"", "train.val_att
 SGN_SCHEDULE = ["train.optimizer=\"adam\"", "train.lr=3e-3", "train.schedule=\"onecycle\"", "train.eps_rampup_epochs=1"]
 WONG_SCHEDULE = [
     "train.optimizer=\"adam\"", "train.lr=5e-3", "train.schedule=\"onecycle\"", "train.eps_rampup_epochs=0"]
+
+
+#: strided-cnn's hidden taps for the architecture reading: after the second convolution's ReLU (64 x 7 x 7) and the
+#: hidden fully connected layer's (256), with a 2-layer, 4-channel response to keep the run near pgd10's cost
+#: (benchmarks/sgn_arch_cost.py, 2026-12-02, shared 2-core machine: CPU s per batch, PGD-AT-10 0.26-0.30, these taps
+#: with the default 8-channel, 3-layer response 0.46, with the small one 0.34). The first convolution's output
+#: (32 x 14 x 14) would cost more again.
+STRIDED_HIDDEN_TAPS = ("net.features.3", "net.classifier.1")
 
 
 @dataclass(frozen=True)
@@ -93,7 +107,15 @@ METHODS: list[Run] = [
     Run("sgn_sign_r1", "SGN sign response + 1 refinement", "B", 4, _sgn("sign", 1), 3),
     Run("sgn_sign_r0", "SGN sign response, no refinement (FGSM-like)", "B", 4, _sgn("sign", 0), 2),
     Run("sgn_rs_r1", "SGN learned + 1 refinement, random start (the one-step remedy)", "B", 4,
-        _sgn("learned", 1, "train.recipe_args.random_start=true"), 3),
+        _sgn("learned", 1, "train.recipe_args.start=\"random\""), 3),
+    # The readings not tried before: SGN modules inside ordinary adversarial training (compare with pgd10 in passes
+    # to X) and the input response active at inference (compare with sgn_learned_r1, the same training, under the
+    # suite plus BPDA and transfer, which say whether a gain is real or gradient masking).
+    Run("pgd10_sgnarch", "PGD-AT-10 start + SGN hidden taps (the architecture reading; pgd10's schedule)", "B", 4, [
+        "train.recipe=\"sgn\"", *SGN_SCHEDULE, f"train.recipe_args={{taps={json.dumps(list(STRIDED_HIDDEN_TAPS))}, "
+        "start=\"pgd\", start_steps=10, refine_steps=0, clean_weight=1.0, response_hidden=4, response_layers=2}"], 12),
+    Run("sgn_active", "SGN learned + 1 refinement, input response active at inference", "B", 4,
+        _sgn("learned", 1, "train.recipe_args.active_inference=true"), 3),
 ]
 SEEDS = (0, 1)
 
@@ -156,7 +178,7 @@ def record_start(out: Path, cmd: list[str]) -> None:
 #: The final models scored with the full standard suite (the rest keep their curve only: the suite costs minutes per
 #: model on a CPU). Fast-AT is scored at its best validation (early stopping, as Wong et al. prescribe).
 FINAL = ("pgd40", "pgd40_2ep", "n_fgsm_sgnsched", "pgd10", "fast_at", "n_fgsm", "sgn_learned_r1", "sgn_frozen_r1",
-         "sgn_sign_r1")
+         "sgn_sign_r1", "pgd10_sgnarch", "sgn_active")
 
 
 def final_model(out: Path, key: str) -> Path:
@@ -165,7 +187,8 @@ def final_model(out: Path, key: str) -> Path:
 
 def evaluate_finals(root: Path, *, seeds: tuple[int, ...], n: int, only: list[str] | None, toy: bool) -> None:
     """The full standard suite (AutoAttack's four attacks) on the first `n` test images, at eps 0.3, per final
-    model; the result beside the run (final_eval.json), skipped when present."""
+    model; the result beside the run (final_eval.json), skipped when present. An active network (sgn_active) is
+    scored by the same command, which adds BPDA through its purifier and transfer from its backbone."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for seed in seeds:
         for run in METHODS:
@@ -223,7 +246,9 @@ def final_suite(out: Path) -> dict[str, Any]:
     ev = json.loads(path.read_text())
     n, acc = int(ev["n"]), float(ev["robust_accuracy"][0])
     flags = [f["name"] for f in ev.get("flags", []) if f.get("triggered")]
-    return {"suite_robust": acc, "suite_ci": wilson(round(acc * n), n), "suite_n": n,
+    bypass = next((f for f in ev.get("flags", []) if f["name"] == "purifier_bypass"), None)
+    return {**({"suite_bypass": bypass["message"]} if bypass else {}),
+            "suite_robust": acc, "suite_ci": wilson(round(acc * n), n), "suite_n": n,
             "suite_clean": ev["clean_accuracy"], "suite_flags": flags, "suite_quick": bool(ev["meta"].get("quick"))}
 
 
@@ -251,8 +276,23 @@ def summarize(root: Path, seeds: tuple[int, ...]) -> dict[str, Any]:
                 "done": is_done(run_dir(root, run, seed)),
                 **final_suite(run_dir(root, run, seed)),
             })
-        out["seeds"][str(seed)] = {"plateau": top, "target": target, "ref_passes_to_x": ref_passes, "rows": rows}
+        out["seeds"][str(seed)] = {"plateau": top, "target": target, "ref_passes_to_x": ref_passes, "rows": rows,
+                                   "readings": readings(rows)}
     return out
+
+
+def readings(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The two readings against their own baselines: the architecture in PGD-AT-10 against PGD-AT-10 (passes to
+    X), the active network against the same training exported plain (standard suite, and what bypassing says)."""
+    by = {r["key"]: r for r in rows}
+    arch, ref = by.get("pgd10_sgnarch", {}), by.get("pgd10", {})
+    p_arch, p_ref = arch.get("passes_to_x"), ref.get("passes_to_x")
+    active, plain = by.get("sgn_active", {}), by.get("sgn_learned_r1", {})
+    a, b = active.get("suite_robust"), plain.get("suite_robust")
+    return {"architecture": {"pgd10_passes_to_x": p_ref, "pgd10_sgnarch_passes_to_x": p_arch,
+                             "ratio": (p_ref / p_arch) if (p_ref and p_arch) else None},
+            "active": {"active_suite": a, "plain_suite": b, "gain": (a - b) if (a is not None and b is not None)
+                       else None, "bypass": active.get("suite_bypass")}}
 
 
 def _fmt(v: Any, pct: bool = False) -> str:
@@ -287,7 +327,12 @@ def markdown(summary: dict[str, Any]) -> str:
                      _fmt(r["final_robust"], True), _fmt(r["best_robust"], True), _fmt(r["passes_to_x"]),
                      _fmt(r["ratio"]), _fmt(r["at_ref_tenth"], True), _suite_cell(r)]
             lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        arch, act = s["readings"]["architecture"], s["readings"]["active"]
+        lines += ["", f"SGN hidden taps in PGD-AT-10: passes to X {_fmt(arch['pgd10_sgnarch_passes_to_x'])} against "
+                      f"PGD-AT-10's {_fmt(arch['pgd10_passes_to_x'])} (ratio {_fmt(arch['ratio'])}).",
+                  f"Active inference: standard suite + BPDA + transfer {_fmt(act['active_suite'], True)}% against "
+                  f"{_fmt(act['plain_suite'], True)}% for the same training exported plain (gain "
+                  f"{_fmt(act['gain'], True)} points); bypass check: {act['bypass'] or 'not run'}", ""]
     return "\n".join(lines)
 
 

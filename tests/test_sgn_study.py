@@ -56,3 +56,27 @@ def test_toy_study_runs_end_to_end_and_summarizes(tmp_path: Path) -> None:
     assert len(log) == 1 and log[0]["git"] is not None  # the second call skipped the finished run
     ref = json.loads((tmp_path / "reference_curves.json").read_text())
     assert [c["key"] for c in ref["curves"]] == ["pgd40"] and ref["val_attack"] == "apgd-ce"
+
+
+def test_toy_readings_run_evaluate_and_summarize(tmp_path: Path) -> None:
+    """Both readings at toy size: the architecture run counts its PGD steps, the active network is scored with the
+    bypass attacks and the summary states the comparison against each reading's own baseline."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "sgn_study.py")]
+    plan = subprocess.run([*cmd, "plan"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "pgd10_sgnarch" in plan and "sgn_active" in plan
+    args = ["--root", str(tmp_path), "--seeds", "0", "--toy"]
+    _ok([*cmd, "run", *args, "--only", "pgd10_sgnarch", "sgn_active"])
+    _ok([*cmd, "evaluate", *args, "--only", "sgn_active", "--n", "20"])
+    _ok([*cmd, "summary", "--root", str(tmp_path), "--seeds", "0"])
+    arch = json.loads((tmp_path / "pgd10_sgnarch-s0" / "train_summary.json").read_text())
+    assert arch["fb_passes"] == 8 * 12  # 8 batches x (10 PGD steps + tap pass + perturbed pass)
+    ev = json.loads((tmp_path / "sgn_active-s0" / "final_eval.json").read_text())
+    assert ev["suite"] == "standard+bypass" and "bpda-apgd-ce" in ev["attacks"]
+    assert "purifier_bypass" in {f["name"] for f in ev["flags"]}
+    seed = json.loads((tmp_path / "summary.json").read_text())["seeds"]["0"]
+    assert {r["key"] for r in seed["rows"]} == {"pgd10_sgnarch", "sgn_active"}
+    active = seed["readings"]["active"]
+    assert active["active_suite"] == ev["robust_accuracy"][0]
+    assert active["bypass"].startswith("attacks that do not differentiate through the purifier")
+    assert active["plain_suite"] is None and active["gain"] is None  # sgn_learned_r1 was not run here
+    assert "Active inference" in (tmp_path / "summary.md").read_text()

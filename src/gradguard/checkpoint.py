@@ -231,6 +231,8 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], info: Mapping[str
 
     `info` must carry ``model`` (zoo name) and ``dataset``; optional ``model_args``, ``randomization`` (kind or
     "none") and ``randomization_args``; anything else (run name, accuracy, provenance) is kept as a record.
+    A network that computes more than its zoo builder at test time says so itself (``inference_record()``, e.g.
+    SGN's active inference): the record is stored as ``inference`` and `network_from_info` rebuilds it.
     Weights holding NaN or inf are refused (CheckpointError): such a model would only ever score chance.
     """
     missing = [k for k in ("model", "dataset") if k not in info]
@@ -243,6 +245,9 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], info: Mapping[str
             bad = int((~torch.isfinite(t)).sum())
             raise CheckpointError(f"refusing to export {path}: {name} holds {bad} non-finite (NaN or inf) values")
     meta = {"format": MODEL_FORMAT, "model_args": {}, "randomization": "none", "randomization_args": {}, **info}
+    record = getattr(model, "inference_record", None)
+    if callable(record):
+        meta["inference"] = record()
     atomic_write_bytes(path, _sealed(state, json.dumps(meta, sort_keys=True)))
     atomic_write_bytes(path.with_suffix(".json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
@@ -260,11 +265,16 @@ def network_from_info(info: Mapping[str, Any]) -> nn.Module:
         from gradguard.models import randomize
 
         model = randomize(model, kind, **info.get("randomization_args", {}))
+    inference = info.get("inference")
+    if inference:
+        from gradguard.models.sgn_active import with_inference
+
+        model = with_inference(model, inference)
     return model
 
 
 _MODEL_META_TYPES = {"model": str, "dataset": str, "model_args": dict, "randomization": str,
-                     "randomization_args": dict}
+                     "randomization_args": dict, "inference": dict}
 
 
 def _model_meta(text: str, file: Path) -> dict[str, Any]:

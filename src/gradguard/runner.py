@@ -119,6 +119,7 @@ def evaluate_run(
     """
     from gradguard.checkpoint import load_model
     from gradguard.evaluation import evaluate
+    from gradguard.evaluation.bypass import evaluate_with_bypass, purifier_of
     from gradguard.models import is_randomized
     from gradguard.report import write_run_report
 
@@ -130,7 +131,11 @@ def evaluate_run(
     _log(f"evaluating on {len(y)} test images: suite {cfg.eval.suite if attacks is None else list(attacks)}, "
          f"eps {eval_kwargs['eps']}")
     t0 = time.perf_counter()
-    result = evaluate(model, x, y, **eval_kwargs)
+    if attacks is None and purifier_of(model) is not None:  # a purifying network: attacks that go around it too
+        eval_kwargs["suite"] = eval_kwargs.pop("attacks")
+        result = evaluate_with_bypass(model, x, y, **eval_kwargs)
+    else:
+        result = evaluate(model, x, y, **eval_kwargs)
     eval_wall = time.perf_counter() - t0
     result.save(out / "evaluation.json")
     print(result.summary(), flush=True)

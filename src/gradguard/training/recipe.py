@@ -61,6 +61,10 @@ class Recipe:
         """The plain network to evaluate and export (default: the trained module itself)."""
         return trained
 
+    def counted(self, trained: nn.Module) -> nn.Module:
+        """The module whose forwards are the training cost (default: the plain network from `unwrap`)."""
+        return self.unwrap(trained)
+
     def step(self, model: nn.Module, x: Tensor, y: Tensor, ctx: StepContext) -> StepOutput:
         raise NotImplementedError
 

@@ -333,7 +333,7 @@ class _Run:
     def _open_log(self) -> None:
         """Count passes, open metrics.jsonl (cut back to the checkpoint on resume) and note a resume in it."""
         main = self.info.is_main
-        self.counter = PassCounter(self.plain)
+        self.counter = PassCounter(self.recipe.counted(self.trained))  # the network training calls
         self.log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=main,
                               truncate_to=self.p.metrics_offset if self.resume else 0,
                               tensorboard=self.cfg.train.tensorboard)

@@ -2,19 +2,23 @@
 
 One step (see `gradguard.models.sgn` for the taps):
 
-1. clean forward with the taps recording (from a random point of the ball when ``random_start``), in the crafting
-   mode (``craft_mode``, eval by default: dropout off, BatchNorm statistics frozen; the clean term's gradient is
-   then the eval-mode network's),
+1. forward with the taps recording at the start point x0 (``start``: the clean image, a random point of the ball,
+   or the PGD-k point that the ``pgd_at`` recipe trains on, crafted by the same code), in the crafting mode
+   (``craft_mode``, eval by default: dropout off, BatchNorm statistics frozen; the start term's gradient is then
+   the eval-mode network's),
 2. one backward through the network for the loss gradient at every tap; in ``first_order`` mode the same backward
    also yields the clean term's parameter gradients, so the clean pass costs one forward and one backward in all,
 3. the response modules turn (activation, gradient) into bounded perturbations (``refine_steps`` extra gradient
    steps may follow at the input),
 4. forward on the self-perturbed flow.
 
-The returned loss is ``perturbed CE + clean_weight * clean CE``. The backbone descends it; the response modules
-ascend it, either through a gradient reversal layer on their parameters (``adversary = "reversal"``: the trainer's
-optimizer moves them, the sign is flipped) or by their own Adam optimizer in alternating steps (``"alternating"``:
-the trainer's backward delivers the gradient at the perturbation and the recipe takes an ascent step right then).
+The returned loss is ``perturbed CE + clean_weight * CE at x0`` (with ``start = "pgd"`` the second term is PGD-AT's
+own loss: the self-gradient modules then ride on ordinary adversarial training, the "architecture" reading).
+The backbone descends it; the response modules ascend it, either through a gradient reversal layer on their
+parameters (``adversary = "reversal"``: the trainer's optimizer moves them, the sign is flipped) or by their own
+Adam optimizer in alternating steps (``"alternating"``: the trainer's backward delivers the gradient at the
+perturbation and the recipe takes an ascent step right then). With ``active_inference`` the exported network
+keeps the input response active at test time (`gradguard.models.sgn_active`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from gradguard.models.sgn import INPUT_TAP, SelfGradientNetwork
+from gradguard.models.sgn_active import ActiveSelfGradientNetwork, activate
+from gradguard.threat import ThreatModel
+from gradguard.training.craft import craft_in_mode
 from gradguard.training.modes import CraftingSettings, mode_only
 from gradguard.training.recipe import Recipe, StepContext, StepOutput
 
@@ -46,8 +53,14 @@ class SGNConfig(CraftingSettings):
     """first_order detaches the tap gradients; second_order lets the backbone learn through its own gradient."""
     clean_weight: float = Field(0.5, ge=0)
     step_scale: float = Field(1.0, gt=0)
-    """Input perturbation = step_scale * eps * direction, then projected (Fast-AT uses 1.25 with random_start)."""
-    random_start: bool = False
+    """Input perturbation = step_scale * eps * direction, then projected (Fast-AT uses 1.25 from a random start)."""
+    start: Literal["clean", "random", "pgd"] = "clean"
+    """Where the taps record: the clean image, a random point of the ball (Fast-AT style), or the PGD point that
+    ``pgd_at`` crafts (``start_steps`` steps of ``start_alpha`` from a random start; each step one more
+    forward+backward per batch). ``random_start = true`` is the old spelling of ``start = "random"``."""
+    start_steps: int = Field(10, ge=1)
+    start_alpha: float | None = Field(None, gt=0)
+    """Absolute PGD step for ``start = "pgd"``; None = 2.5 * eps / start_steps (Madry et al.'s rule, as pgd_at)."""
     refine_steps: int = Field(1, ge=0)
     """Projected gradient steps after the response (each one more forward+backward per batch). Default 1: at MNIST
     eps 0.3 the response alone overfit catastrophically on every seed, one refinement step did not (docs/sgn.md)."""
@@ -58,6 +71,31 @@ class SGNConfig(CraftingSettings):
     response_hidden: int = Field(8, ge=1)
     response_layers: int = Field(3, ge=1)
     sharpness: float = Field(10.0, gt=0)
+    active_inference: bool = False
+    """Export the network with its input response active at test time (`gradguard.models.sgn_active`): it moves
+    each input against its own response by ``purify_scale * eps`` (the training eps) before classifying it.
+    Training is unchanged; validation and the exported models are the active network. Needs the 'input' tap."""
+    purify_scale: float = Field(1.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _random_start_alias(cls, data: Any) -> Any:
+        """``random_start`` (bool) is kept as the old spelling of ``start``; both at once must agree."""
+        if not isinstance(data, dict) or "random_start" not in data:
+            return data
+        data = dict(data)
+        flag = data.pop("random_start")
+        if not isinstance(flag, bool):
+            raise ValueError(f"random_start must be true or false, got {flag!r} (the setting is now start = "
+                             "'clean' | 'random' | 'pgd')")
+        implied = "random" if flag else "clean"
+        if data.setdefault("start", implied) != implied:
+            raise ValueError(f"random_start = {str(flag).lower()} contradicts start = {data['start']!r}: "
+                             "give only start")
+        return data
+
+    def start_step_size(self, eps: float) -> float:
+        return self.start_alpha if self.start_alpha is not None else 2.5 * eps / self.start_steps
 
     @model_validator(mode="after")
     def _check(self) -> SGNConfig:
@@ -65,6 +103,9 @@ class SGNConfig(CraftingSettings):
             raise ValueError("adversary='alternating' needs create_graph='first_order'")
         if len(set(self.taps)) != len(self.taps):
             raise ValueError(f"duplicate taps in {self.taps}")
+        if self.active_inference and INPUT_TAP not in self.taps:
+            raise ValueError(f"active_inference moves the input with its response: taps must include 'input', "
+                             f"got {self.taps}")
         return self
 
 
@@ -79,6 +120,8 @@ class SGNRecipe(Recipe):
         super().__init__(config)
         self._optimizer: torch.optim.Adam | None = None
         self._pending_state: dict[str, Tensor] | None = None
+        self._active: ActiveSelfGradientNetwork | None = None
+        self._purify_at: tuple[float, str] = (0.0, "linf")
 
     # -- wrapping ----------------------------------------------------------------------------------------------
     def wrap(self, model: nn.Module) -> nn.Module:
@@ -100,7 +143,25 @@ class SGNRecipe(Recipe):
         return wrapped
 
     def unwrap(self, trained: nn.Module) -> nn.Module:
+        """The backbone; with ``active_inference``, the backbone behind its purifier (shared modules, no copy)."""
         inner = getattr(trained, "module", trained)  # DistributedDataParallel
+        if not isinstance(inner, SelfGradientNetwork):
+            return inner
+        if not self.config.active_inference:
+            return inner.backbone
+        if self._active is None or self._active.backbone is not inner.backbone:
+            self._active = activate(inner, eps=0.0, scale=self.config.purify_scale)
+            self._sync_purifier()
+        return self._active
+
+    def _sync_purifier(self) -> None:
+        """The active network's purifier follows the last step's threat model (eps 0, the identity, before any)."""
+        if self._active is not None:
+            self._active.purifier.eps, self._active.purifier.norm = self._purify_at
+
+    def counted(self, trained: nn.Module) -> nn.Module:
+        """Training forwards run through the backbone, also when the exported network is the active one."""
+        inner = getattr(trained, "module", trained)
         return inner.backbone if isinstance(inner, SelfGradientNetwork) else inner
 
     # -- the step ----------------------------------------------------------------------------------------------
@@ -110,12 +171,13 @@ class SGNRecipe(Recipe):
             raise TypeError(f"the sgn recipe trains a SelfGradientNetwork (from recipe.wrap), got {type(sgn).__name__}")
         c = self.config
         threat = ctx.threat
+        self._purify_at = (threat.eps, threat.norm)  # the purifier steps by the eps training is at (ramped with it)
+        self._sync_purifier()
         second = c.create_graph == "second_order"
         alternating = c.adversary == "alternating"
 
-        # 1. clean (or random-start) forward with taps.
-        x0 = threat.random_init(x, ctx.generator) if c.random_start else x
-        x0 = x0.detach().requires_grad_(True)
+        # 1. forward with taps at the start point.
+        x0 = self._start_point(sgn, x, y, threat, ctx.generator).detach().requires_grad_(True)
         with mode_only(sgn.backbone, c.craft_mode):  # the crafting pass: dropout off in eval mode
             logits0, acts = sgn.tap_forward(x0)
         loss0 = F.cross_entropy(logits0, y)
@@ -146,6 +208,8 @@ class SGNRecipe(Recipe):
         # 3. responses.
         reversal = None if alternating else c.reversal_scale
         x_adv, deltas = sgn.perturbations(x, act_at, grad_at, threat, step_scale=c.step_scale, reversal=reversal)
+        if INPUT_TAP not in sgn.taps:
+            x_adv = x0.detach()  # hidden taps only: the flow is perturbed where the taps recorded it
         if alternating:
             x_adv, deltas = self._detach_for_ascent(sgn, x_adv, deltas)
         if c.refine_steps and INPUT_TAP in sgn.taps:
@@ -164,6 +228,17 @@ class SGNRecipe(Recipe):
             if INPUT_TAP in sgn.taps:
                 logs["sgn_input_dist"] = float(threat.distance(x_adv.detach(), x).mean())
         return StepOutput(loss=loss, logits=logits_adv.detach(), logs=logs)
+
+    def _start_point(self, sgn: SelfGradientNetwork, x: Tensor, y: Tensor, threat: ThreatModel,
+                     generator: torch.Generator) -> Tensor:
+        """x0: the clean batch, a random point of the ball, or the pgd_at recipe's PGD point (its own code)."""
+        c = self.config
+        if c.start == "random":
+            return threat.random_init(x, generator)
+        if c.start == "pgd":
+            return craft_in_mode(sgn.backbone, x, y, threat, craft_mode=c.craft_mode, steps=c.start_steps,
+                                 alpha=c.start_step_size(threat.eps), random_start=True, generator=generator)
+        return x
 
     def _refine(
         self, sgn: SelfGradientNetwork, x: Tensor, x_adv: Tensor, y: Tensor, deltas: dict[str, Tensor], threat
