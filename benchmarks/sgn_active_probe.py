@@ -7,7 +7,9 @@ SGN from the run's config.toml, loads that checkpoint, activates the input respo
 `--scale`, and scores the plain backbone and each active network on the first `--n` test images with the same
 suite, the active ones with the bypass attacks and the purifier_bypass flag (`gradguard.evaluation.bypass`).
 
-    OMP_NUM_THREADS=1 python benchmarks/sgn_active_probe.py RUN_DIR --n 200 --scale 1.0 0.25 [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/sgn_active_probe.py RUN_DIR --n 200 --scale 1.0 0.25 [--quick] [--out DIR]
+
+With `--out`, each result is also saved there (plain.json, active-<scale>.json) in the evaluator's format.
 """
 
 from __future__ import annotations
@@ -49,17 +51,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--suite", default="apgd")
     ap.add_argument("--scale", type=float, nargs="+", default=[1.0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", type=Path, default=None, help="save plain.json and active-<scale>.json here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     sgn, eps = trained_sgn(args.run_dir)
     test = data.load(str(load_config(args.run_dir / "config.toml").data.dataset), split="test")
     x, y = test.subset(range(min(args.n, len(test)))).tensors()
     plain = evaluate(sgn.backbone, x, y, args.suite, eps, quick=args.quick, threads=1)
-    print(f"plain backbone: {plain.summary()}\n")
+    print(f"plain backbone: {plain.summary()}\n", flush=True)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        plain.save(args.out / "plain.json")
     for scale in args.scale:
         active = activate(sgn, eps=eps, scale=scale).eval()
         result = evaluate_with_bypass(active, x, y, args.suite, eps, quick=args.quick, threads=1)
-        print(f"active, purify_scale {scale:g}: {result.summary()}\n")
+        print(f"active, purify_scale {scale:g}: {result.summary()}\n", flush=True)
+        if args.out:
+            result.save(args.out / f"active-{scale:g}.json")
     return 0
 
 
