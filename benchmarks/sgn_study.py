@@ -336,6 +336,17 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_record(summary: dict[str, Any], records: Path) -> Path:
+    """The tables into the generated block of the study's experiment record (docs/records/<date>-sgn-study.md)."""
+    from record import write_block  # noqa: PLC0415 (a sibling script, found via sys.path[0])
+
+    body = markdown(summary).split("\n", 1)[1]  # the record has its own title
+    body += ("\nCurves (robust accuracy against passes and wall time): `benchmarks/results/sgn_study/curves.png`; "
+             "every number above: `benchmarks/results/sgn_study/summary.json`.\n")
+    return write_block("sgn-study", "summary", body, title="SGN convergence study on MNIST",
+                       summary="the SGN convergence study that decides the 10x claim", records=records)
+
+
 def plot(root: Path, seeds: tuple[int, ...], path: Path) -> None:
     import matplotlib
 
@@ -416,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.root / "reference_curves.json").write_text(curves)
     if args.install:
         (ROOT / "src" / "gradguard" / "report" / "reference_curves.json").write_text(curves)
+    if args.root.resolve() == RESULTS.resolve():  # the study's own results (not a toy) refresh its record
+        from record import RECORDS  # noqa: PLC0415
+
+        print(f"[sgn_study] record: {write_record(summary, RECORDS)}")
     print(markdown(summary))
     return 0
 

@@ -42,6 +42,7 @@ def _ok(cmd: list[str]) -> None:
 
 def test_toy_study_runs_end_to_end_and_summarizes(tmp_path: Path) -> None:
     """Offline (the toy size trains on the 8x8 digits set): the queue, the skip of finished runs, the summary."""
+    repo_records = {p: p.read_bytes() for p in (ROOT / "docs" / "records").glob("*.md")}
     cmd = [sys.executable, str(ROOT / "benchmarks" / "sgn_study.py")]
     args = ["--root", str(tmp_path), "--seeds", "0", "--toy", "--only", "pgd40", "n_fgsm", "sgn_learned_r1"]
     _ok([*cmd, "run", *args])
@@ -56,6 +57,15 @@ def test_toy_study_runs_end_to_end_and_summarizes(tmp_path: Path) -> None:
     assert len(log) == 1 and log[0]["git"] is not None  # the second call skipped the finished run
     ref = json.loads((tmp_path / "reference_curves.json").read_text())
     assert [c["key"] for c in ref["curves"]] == ["pgd40"] and ref["val_attack"] == "apgd-ce"
+    # Asked to, the summary writes its tables into the study's record; a toy root never touches docs/records.
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    records = tmp_path / "records"
+    records.mkdir()
+    record = study.write_record(summary, records)
+    text = record.read_text()
+    assert record.name.endswith("-sgn-study.md") and "<!-- generated: summary -->" in text
+    assert "## Seed 0" in text and "passes to X" in text and "# SGN study: passes to X" not in text
+    assert {p: p.read_bytes() for p in (ROOT / "docs" / "records").glob("*.md")} == repo_records
 
 
 def test_toy_readings_run_evaluate_and_summarize(tmp_path: Path) -> None:
