@@ -228,6 +228,14 @@ def test_active_network_saves_and_reloads_as_the_active_network(tmp_path: Path) 
         assert not torch.allclose(loaded(x), loaded.backbone(x))  # the purifier is really on
 
 
+def test_resuming_a_finished_active_run_exports_the_same_purifier(tmp_path: Path) -> None:
+    """The purifier's eps comes from the last step; a resume that takes no step must not export eps 0."""
+    train(parse_config(_digits(taps=["input"], refine_steps=0, active_inference=True)), tmp_path / "run")
+    first = read_metadata(tmp_path / "run" / "model.safetensors")["inference"]
+    assert first["eps"] == 0.1
+    train(load_config(tmp_path / "run" / "config.toml"), tmp_path / "run", resume=True)
+    assert read_metadata(tmp_path / "run" / "model.safetensors")["inference"] == first
+
 def test_active_inference_needs_the_input_tap() -> None:
     with pytest.raises(ValueError, match="taps must include 'input'"):
         build_recipe("sgn", taps=["1"], active_inference=True)
