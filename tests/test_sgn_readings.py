@@ -124,6 +124,24 @@ def test_trainer_counts_every_pgd_step(tmp_path: Path, args: dict, fb_per_batch:
     assert val["fb_passes"] == pytest.approx(4 * fb_per_batch)
 
 
+def test_a_run_checkpointed_before_start_existed_still_resumes(tmp_path: Path) -> None:
+    """Its checkpoint's recipe record says random_start and lacks the settings added with start."""
+    from gradguard.checkpoint import load_checkpoint, save_checkpoint
+
+    d = tmp_path / "run"
+    summary = train(parse_config(_digits(taps=["input"], refine_steps=0, random_start=True)), d)
+    last = d / "checkpoints" / "last.safetensors"
+    tensors, meta = load_checkpoint(last)
+    for key in ("start", "start_steps", "start_alpha", "active_inference", "purify_scale"):
+        del meta["recipe"][key]
+    meta["recipe"]["random_start"] = True  # as the recipe described itself before
+    save_checkpoint(last, tensors, meta)
+    assert train(load_config(d / "config.toml"), d, resume=True)["step"] == summary["step"]
+    meta["recipe"]["random_start"] = False  # a record that differs in substance is still refused
+    save_checkpoint(last, tensors, meta)
+    with pytest.raises(ValueError, match=r"recipe settings \['start'\]"):
+        train(load_config(d / "config.toml"), d, resume=True)
+
 # ------------------------------------------------------------------------------------------- B: active inference
 
 

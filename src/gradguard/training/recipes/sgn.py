@@ -299,6 +299,18 @@ class SGNRecipe(Recipe):
         return cut[0], dict(zip(sgn.hidden_taps, cut[1:], strict=True))
 
     # -- persistence -------------------------------------------------------------------------------------------
+    def read_record(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """A record from before `start` existed: ``random_start`` was its spelling, and the settings added with it
+        are inert at their defaults (start_steps/start_alpha act only with start = "pgd"), so such a run resumes."""
+        if "random_start" not in saved:
+            return saved
+        record = {k: v for k, v in saved.items() if k != "random_start"}
+        record["start"] = "random" if saved["random_start"] else "clean"
+        defaults = SGNConfig().model_dump()
+        for key in ("start_steps", "start_alpha", "active_inference", "purify_scale"):
+            record.setdefault(key, defaults[key])
+        return record
+
     def state_dict(self) -> dict[str, Tensor]:
         state = dict(self._pending_state or {}) if self._optimizer is None else _flatten_adam(self._optimizer)
         if self.config.active_inference:  # a resume that takes no step (a finished run) must export the same purifier
