@@ -278,6 +278,18 @@ def test_evaluation_adds_bypass_attacks_and_states_the_verdict() -> None:
         evaluate_with_bypass(active.backbone, x, y, "apgd", 0.3, quick=True)
 
 
+def test_the_bypass_evaluation_leaves_a_train_mode_network_untouched() -> None:
+    from gradguard.evaluation.bypass import evaluate_with_bypass
+
+    backbone = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(4 * 8 * 8, 10))
+    active = ActiveSelfGradientNetwork(backbone, SelfGradientPurifier(SignResponse(), backbone, eps=0.1))
+    x, y = batch(4)
+    before = backbone[1].running_mean.clone()
+    evaluate_with_bypass(active, x, y, "apgd", 0.1, quick=True, run_checks=False, threads=1)
+    torch.testing.assert_close(backbone[1].running_mean, before, rtol=0, atol=0)
+    assert active.training
+
 def test_gradguard_run_scores_an_active_network_with_the_bypass_attacks(tmp_path: Path) -> None:
     from gradguard.evaluation import EvalResult
     from gradguard.runner import run_experiment
