@@ -129,3 +129,12 @@ def test_the_refusal_names_exactly_the_attacks_that_take_per_sample_eps():
     public = [getattr(attacks, n) for n in attacks.__all__]
     takers = {c.__name__ for c in public if isinstance(c, type) and issubclass(c, attacks.Attack) and c.per_sample_eps}
     assert named == takers == {"FGSM", "PGD", "CWLinf", "APGD", "APGDT", "CWL2"}
+
+
+def test_a_per_sample_ball_refuses_a_batch_of_another_size():
+    """(3,) radii against one row would broadcast to three rows without a word."""
+    ball = threat_model("linf", torch.tensor([0.1, 0.2, 0.3]))
+    x = torch.full((1, 2), 0.5)
+    for use in (lambda: ball.project(x + 1.0, x), lambda: ball.random_init(x), lambda: ball.contains(x, x)):
+        with pytest.raises(ValueError, match="meets a batch of 1 rows"):
+            use()

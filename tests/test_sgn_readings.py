@@ -124,6 +124,24 @@ def test_trainer_counts_every_pgd_step(tmp_path: Path, args: dict, fb_per_batch:
     assert val["fb_passes"] == pytest.approx(4 * fb_per_batch)
 
 
+def test_a_run_checkpointed_before_start_existed_still_resumes(tmp_path: Path) -> None:
+    """Its checkpoint's recipe record says random_start and lacks the settings added with start."""
+    from gradguard.checkpoint import load_checkpoint, save_checkpoint
+
+    d = tmp_path / "run"
+    summary = train(parse_config(_digits(taps=["input"], refine_steps=0, random_start=True)), d)
+    last = d / "checkpoints" / "last.safetensors"
+    tensors, meta = load_checkpoint(last)
+    for key in ("start", "start_steps", "start_alpha", "active_inference", "purify_scale"):
+        del meta["recipe"][key]
+    meta["recipe"]["random_start"] = True  # as the recipe described itself before
+    save_checkpoint(last, tensors, meta)
+    assert train(load_config(d / "config.toml"), d, resume=True)["step"] == summary["step"]
+    meta["recipe"]["random_start"] = False  # a record that differs in substance is still refused
+    save_checkpoint(last, tensors, meta)
+    with pytest.raises(ValueError, match=r"recipe settings \['start'\]"):
+        train(load_config(d / "config.toml"), d, resume=True)
+
 # ------------------------------------------------------------------------------------------- B: active inference
 
 
@@ -228,6 +246,14 @@ def test_active_network_saves_and_reloads_as_the_active_network(tmp_path: Path) 
         assert not torch.allclose(loaded(x), loaded.backbone(x))  # the purifier is really on
 
 
+def test_resuming_a_finished_active_run_exports_the_same_purifier(tmp_path: Path) -> None:
+    """The purifier's eps comes from the last step; a resume that takes no step must not export eps 0."""
+    train(parse_config(_digits(taps=["input"], refine_steps=0, active_inference=True)), tmp_path / "run")
+    first = read_metadata(tmp_path / "run" / "model.safetensors")["inference"]
+    assert first["eps"] == 0.1
+    train(load_config(tmp_path / "run" / "config.toml"), tmp_path / "run", resume=True)
+    assert read_metadata(tmp_path / "run" / "model.safetensors")["inference"] == first
+
 def test_active_inference_needs_the_input_tap() -> None:
     with pytest.raises(ValueError, match="taps must include 'input'"):
         build_recipe("sgn", taps=["1"], active_inference=True)
@@ -251,6 +277,18 @@ def test_evaluation_adds_bypass_attacks_and_states_the_verdict() -> None:
     with pytest.raises(ValueError, match="no self-gradient purifier"):
         evaluate_with_bypass(active.backbone, x, y, "apgd", 0.3, quick=True)
 
+
+def test_the_bypass_evaluation_leaves_a_train_mode_network_untouched() -> None:
+    from gradguard.evaluation.bypass import evaluate_with_bypass
+
+    backbone = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(4 * 8 * 8, 10))
+    active = ActiveSelfGradientNetwork(backbone, SelfGradientPurifier(SignResponse(), backbone, eps=0.1))
+    x, y = batch(4)
+    before = backbone[1].running_mean.clone()
+    evaluate_with_bypass(active, x, y, "apgd", 0.1, quick=True, run_checks=False, threads=1)
+    torch.testing.assert_close(backbone[1].running_mean, before, rtol=0, atol=0)
+    assert active.training
 
 def test_gradguard_run_scores_an_active_network_with_the_bypass_attacks(tmp_path: Path) -> None:
     from gradguard.evaluation import EvalResult

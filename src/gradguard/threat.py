@@ -90,12 +90,14 @@ class ThreatModel(ABC):
     def radius(self, x: Tensor) -> float | Tensor:
         """eps as it broadcasts against the batch `x`: the number, or the radii shaped (N, 1, ..., 1)."""
         if isinstance(self._eps, Tensor):
-            return self._eps.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.dim() - 1)))
+            return self.radii(x).view(-1, *([1] * (x.dim() - 1)))
         return self._eps
 
     def radii(self, x: Tensor) -> Tensor:
         """The radius of each row of `x`, shape (N,), on `x`'s device and dtype."""
         if isinstance(self._eps, Tensor):
+            if self._eps.shape[0] != x.shape[0]:  # (N,) radii against one row would broadcast to N rows, silently
+                raise ValueError(f"{self!r} meets a batch of {x.shape[0]} rows: use subset(rows) for part of a batch")
             return self._eps.to(device=x.device, dtype=x.dtype)
         return torch.full((x.shape[0],), self._eps, device=x.device, dtype=x.dtype)
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gradguard.evaluation.predict import model_device
+from gradguard.evaluation.predict import eval_mode, model_device
 from gradguard.evaluation.protocol import evaluate
 from gradguard.evaluation.result import EvalResult, Flag
 from gradguard.evaluation.suites import build_suite
@@ -96,7 +96,7 @@ def evaluate_with_bypass(model: nn.Module, x: Tensor, y: Tensor, suite: str = "s
         raise ValueError("evaluate_with_bypass measures what the bypass attacks add: it needs mode='chained'")
     if purifier_of(model) is None:
         raise ValueError(f"{type(model).__name__} has no self-gradient purifier to bypass")
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(model):  # a probe, not a training forward: BatchNorm statistics stay put
         num_classes = int(model(x[:1].to(model_device(model))).shape[1])
     attacks = bypass_attacks(model, suite, norm=norm, quick=quick, num_classes=num_classes)
     result = evaluate(model, x, y, attacks, eps, norm=norm, quick=quick, **kwargs)

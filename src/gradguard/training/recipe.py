@@ -76,6 +76,11 @@ class Recipe:
         if state:
             raise ValueError(f"recipe {self.name!r} carries no state but got keys {sorted(state)}")
 
+    def read_record(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """A `describe` record an earlier version wrote (a checkpoint's), spelled as this version spells it, so a
+        resume compares like with like; recipes that renamed or added settings map them here (default: as is)."""
+        return saved
+
     def describe(self) -> dict[str, Any]:
         """Settings for the run record: the name and, when the recipe has a `Config`, every setting."""
         config = getattr(self, "config", None)

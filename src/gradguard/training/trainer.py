@@ -359,6 +359,7 @@ class _Run:
         """Refuse a resume when a recipe default changed since the run started (config.toml keeps only the
         recipe_args given; the checkpoint's recipe record has every setting with its defaults filled in)."""
         now = json.loads(json.dumps(self.recipe.describe()))
+        saved = None if saved is None else json.loads(json.dumps(self.recipe.read_record(saved)))
         if saved is not None and saved != now:
             changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
             was = [saved.get(k) for k in changed]

@@ -299,12 +299,31 @@ class SGNRecipe(Recipe):
         return cut[0], dict(zip(sgn.hidden_taps, cut[1:], strict=True))
 
     # -- persistence -------------------------------------------------------------------------------------------
+    def read_record(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """A record from before `start` existed: ``random_start`` was its spelling, and the settings added with it
+        are inert at their defaults (start_steps/start_alpha act only with start = "pgd"), so such a run resumes."""
+        if "random_start" not in saved:
+            return saved
+        record = {k: v for k, v in saved.items() if k != "random_start"}
+        record["start"] = "random" if saved["random_start"] else "clean"
+        defaults = SGNConfig().model_dump()
+        for key in ("start_steps", "start_alpha", "active_inference", "purify_scale"):
+            record.setdefault(key, defaults[key])
+        return record
+
     def state_dict(self) -> dict[str, Tensor]:
-        if self._optimizer is None:
-            return dict(self._pending_state or {})
-        return _flatten_adam(self._optimizer)
+        state = dict(self._pending_state or {}) if self._optimizer is None else _flatten_adam(self._optimizer)
+        if self.config.active_inference:  # a resume that takes no step (a finished run) must export the same purifier
+            eps, norm = self._purify_at
+            state[_PURIFY_KEY] = torch.tensor([eps, float(norm == "l2")], dtype=torch.float64)
+        return state
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        state = dict(state)
+        purify = state.pop(_PURIFY_KEY, None)
+        if purify is not None:
+            self._purify_at = (float(purify[0]), "l2" if float(purify[1]) else "linf")
+            self._sync_purifier()
         if not state:
             return
         if self.config.adversary != "alternating":
@@ -316,6 +335,9 @@ class SGNRecipe(Recipe):
         else:
             n = len(self._optimizer.param_groups[0]["params"])
             self._optimizer.load_state_dict(_unflatten_adam(state, n, self._optimizer))
+
+
+_PURIFY_KEY = "purify_at"  # (eps, 1.0 for l2) of the last step: the active network's purifier
 
 
 def _flatten_adam(opt: torch.optim.Adam) -> dict[str, Tensor]:
