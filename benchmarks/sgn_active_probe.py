@@ -29,8 +29,8 @@ from gradguard.models.sgn_active import activate
 from gradguard.training.recipes import build_recipe
 
 
-def trained_sgn(run_dir: Path) -> tuple[torch.nn.Module, float]:
-    """(the run's SelfGradientNetwork with its trained weights, the training eps)."""
+def trained_sgn(run_dir: Path) -> tuple[torch.nn.Module, float, str]:
+    """(the run's SelfGradientNetwork with its trained weights, the training eps, the training norm)."""
     cfg = load_config(run_dir / "config.toml")
     if cfg.train.recipe != "sgn":
         raise SystemExit(f"{run_dir} trained recipe {cfg.train.recipe!r}, not 'sgn'")
@@ -41,7 +41,7 @@ def trained_sgn(run_dir: Path) -> tuple[torch.nn.Module, float]:
     sgn = recipe.wrap(backbone)
     tensors, _ = load_checkpoint(run_dir / "checkpoints" / "last.safetensors")
     sgn.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
-    return sgn.eval(), cfg.train.eps
+    return sgn.eval(), cfg.train.eps, cfg.train.norm
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,17 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="save plain.json and active-<scale>.json here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    sgn, eps = trained_sgn(args.run_dir)
+    sgn, eps, norm = trained_sgn(args.run_dir)
     test = data.load(str(load_config(args.run_dir / "config.toml").data.dataset), split="test")
     x, y = test.subset(range(min(args.n, len(test)))).tensors()
-    plain = evaluate(sgn.backbone, x, y, args.suite, eps, quick=args.quick, threads=1)
+    plain = evaluate(sgn.backbone, x, y, args.suite, eps, norm=norm, quick=args.quick, threads=1)
     print(f"plain backbone: {plain.summary()}\n", flush=True)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         plain.save(args.out / "plain.json")
     for scale in args.scale:
-        active = activate(sgn, eps=eps, scale=scale).eval()
-        result = evaluate_with_bypass(active, x, y, args.suite, eps, quick=args.quick, threads=1)
+        active = activate(sgn, eps=eps, norm=norm, scale=scale).eval()
+        result = evaluate_with_bypass(active, x, y, args.suite, eps, norm=norm, quick=args.quick, threads=1)
         print(f"active, purify_scale {scale:g}: {result.summary()}\n", flush=True)
         if args.out:
             result.save(args.out / f"active-{scale:g}.json")
