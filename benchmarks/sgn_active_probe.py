@@ -25,11 +25,12 @@ from gradguard.checkpoint import load_checkpoint, network_from_info
 from gradguard.config import load_config
 from gradguard.evaluation import evaluate
 from gradguard.evaluation.bypass import evaluate_with_bypass
+from gradguard.models.sgn import SelfGradientNetwork
 from gradguard.models.sgn_active import activate
 from gradguard.training.recipes import build_recipe
 
 
-def trained_sgn(run_dir: Path) -> tuple[torch.nn.Module, float, str]:
+def trained_sgn(run_dir: Path) -> tuple[SelfGradientNetwork, float, str]:
     """(the run's SelfGradientNetwork with its trained weights, the training eps, the training norm)."""
     cfg = load_config(run_dir / "config.toml")
     if cfg.train.recipe != "sgn":
@@ -39,6 +40,8 @@ def trained_sgn(run_dir: Path) -> tuple[torch.nn.Module, float, str]:
                                   "randomization": cfg.model.randomization,
                                   "randomization_args": cfg.model.randomization_args})
     sgn = recipe.wrap(backbone)
+    if not isinstance(sgn, SelfGradientNetwork):
+        raise SystemExit(f"{run_dir}: the sgn recipe did not wrap the backbone in a SelfGradientNetwork")
     tensors, _ = load_checkpoint(run_dir / "checkpoints" / "last.safetensors")
     sgn.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
     return sgn.eval(), cfg.train.eps, cfg.train.norm
