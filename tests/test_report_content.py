@@ -77,3 +77,13 @@ def test_inline_markdown_subset() -> None:
         "<strong>bold</strong> and <code>co**de**</code> &amp; &lt;b&gt;")
     assert _inline_html("see [the docs](docs/sgn.md)") == 'see <a href="docs/sgn.md">the docs</a>'
     assert _inline_html("[x](javascript:alert(1))") == "[x](javascript:alert(1))"
+
+
+def test_a_network_that_moves_its_input_says_so(tmp_path: Path) -> None:
+    plain = _record(tmp_path / "plain")
+    active = _record(tmp_path / "active")
+    active.results["model"]["inference"] = {"kind": "sgn-active", "eps": 0.3, "norm": "linf", "scale": 0.25,
+                                            "response_layers": 3}
+    said = run_document(active, tmp_path).to_markdown(tmp_path)
+    assert "moves its input (sgn-active: eps 0.3, norm linf, scale 0.25)" in said and "bypass" in said
+    assert "moves its input" not in run_document(plain, tmp_path).to_markdown(tmp_path)

@@ -303,3 +303,14 @@ def test_gradguard_run_scores_an_active_network_with_the_bypass_attacks(tmp_path
     assert result.suite == "apgd+bypass" and {"bpda-apgd-ce", "transfer-apgd-ce"} <= set(result.attacks)
     assert any(f.name == "purifier_bypass" for f in result.flags)
     assert json.loads((out / "results.json").read_text())["training"]["fb_passes"] == pytest.approx(4 * 3)
+
+
+def test_results_record_names_the_purifier() -> None:
+    """results.json's model entry carries the export's inference record, so reports can say the input is moved."""
+    from gradguard.runner import _inference
+
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    active = ActiveSelfGradientNetwork(backbone, SelfGradientPurifier(SignResponse(), backbone, eps=0.1, scale=0.5))
+    record = _inference(active)["inference"]
+    assert record["eps"] == 0.1 and record["scale"] == 0.5 and record["norm"] == "linf"
+    assert _inference(backbone) == {}

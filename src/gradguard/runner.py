@@ -192,7 +192,7 @@ def _results_record(
         "dataset": dataset,
         "model": {"name": cfg.model.name, "randomization": cfg.model.randomization,
                   "randomization_args": cfg.model.randomization_args,
-                  "params": sum(p.numel() for p in model.parameters())},
+                  "params": sum(p.numel() for p in model.parameters()), **_inference(model)},
         "training": {k: summary.get(k) for k in ("recipe", "wall_s", "fb_passes", "fwd_passes", "epochs", "step",
                                                  "final_val", "best_val", "val_wall_s", "stopped_early")},
         "evaluation": result.to_dict(),
@@ -200,6 +200,12 @@ def _results_record(
         "gradient_statistics": grads,
         "environment": env,
     }
+
+
+def _inference(model: torch.nn.Module) -> dict[str, Any]:
+    """What the network computes at test time beyond its zoo builder (SGN's purifier), as its export records it."""
+    record = getattr(model, "inference_record", None)
+    return {"inference": record()} if callable(record) else {}
 
 
 def evaluation_settings(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -128,9 +128,18 @@ def _run_overview(r: RunRecord) -> list[Block]:
         Paragraph(f"Model `{model.get('name')}`" + (f" randomized with `{rand}`" if rand != "none" else "")
                   + f", trained with recipe `{tr.get('recipe', {}).get('name', '?')}`, seed {res.get('seed')}: "
                   f"{_num(tr.get('wall_s'), '{:,.1f}')} s of training, {_num(tr.get('fb_passes'))} forward+backward "
-                  f"passes (validation excluded)."),
+                  f"passes (validation excluded)." + _inference_note(model.get("inference"))),
         Paragraph(f"Reproduce: `{res.get('command')}` (run on {res.get('machine')}, {res.get('date')})."),
     ]
+
+
+def _inference_note(inference: dict[str, Any] | None) -> str:
+    """A network that moves its input at test time says so: its robustness is the purifier's and the backbone's."""
+    if not inference:
+        return ""
+    fields = ", ".join(f"{k} {inference[k]}" for k in ("eps", "norm", "scale") if k in inference)
+    return (f" At test time the network first moves its input ({inference.get('kind', 'purifier')}: {fields}); "
+            "the evaluation adds attacks that bypass that step (see the masking checks).")
 
 
 def _robustness_section(r: RunRecord, out_dir: Path) -> list[Block]:
