@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gradguard.rundir import IF_EXISTS
-from gradguard.threads import parse_threads
+from gradguard.commands.run_arguments import add_run_folder_arguments
 
 HELP = "train, evaluate and report one experiment from a TOML config, into one run directory"
 EPILOG = """examples:
@@ -24,16 +23,8 @@ results.json, report.md, report.html (self-contained) and the PNG plots.
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="experiment TOML file (see configs/)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set train.epochs=2 (repeatable)")
-    parser.add_argument("--out", help="run directory (default: runs/<config name>)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
-    parser.add_argument("--if-exists", choices=IF_EXISTS, default="error",
-                        help="when the run folder already holds a run: error (default; says how to go on), new "
-                             "(a new folder <dir>-<UTC date-time> beside it) or overwrite (replace it)")
-    parser.add_argument("--threads", type=parse_threads, default=None, metavar="N",
-                        help="torch CPU threads: N, 0 (leave as is) or auto (by load); "
-                             "default: the config's train.threads and eval.threads (1)")
+    add_run_folder_arguments(parser, resume_help="continue an interrupted run in RUN_DIR",
+                             threads_default="the config's train.threads and eval.threads (1)")
 
 
 def run(args: argparse.Namespace) -> int:

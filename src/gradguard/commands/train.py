@@ -7,8 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from gradguard.rundir import IF_EXISTS
-from gradguard.threads import parse_threads
+from gradguard.commands.run_arguments import add_run_folder_arguments
 
 HELP = "train a model from a TOML experiment config (resumable; torchrun for multi-GPU)"
 EPILOG = """examples:
@@ -25,16 +24,8 @@ every key of the config can be overridden this way (schema: docs/training.md).
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="experiment TOML (optional with --resume: the run's own copy)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key (repeatable), e.g. --set train.lr=0.1")
-    parser.add_argument("--out", help="run directory (default: runs/<config name>)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    parser.add_argument("--if-exists", choices=IF_EXISTS, default="error",
-                        help="when the run folder already holds a run: error (default; says how to go on), new "
-                             "(a new folder <dir>-<UTC date-time> beside it) or overwrite (replace it)")
-    parser.add_argument("--threads", type=parse_threads, default=None, metavar="N",
-                        help="torch CPU threads: N, 0 (leave as is) or auto (by load); "
-                             "default: the config's train.threads (1)")
+    add_run_folder_arguments(parser, resume_help="continue the run in RUN_DIR from its last checkpoint",
+                             threads_default="the config's train.threads (1)")
 
 
 def run(args: argparse.Namespace) -> int:
