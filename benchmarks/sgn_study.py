@@ -99,6 +99,8 @@ METHODS: list[Run] = [
     Run("pgd10", "PGD-AT-10 (10 x 2.5 eps/10)", "B", 4, [
         "train.recipe=\"pgd_at\"", *SGN_SCHEDULE, "train.recipe_args={steps=10, random_start=true}"], 11),
     Run("sgn_learned_r1", "SGN learned + 1 refinement (the main job)", "B", 4, _sgn("learned", 1), 3),
+    Run("sgn_learned_r1_2ep", "SGN learned + 1 refinement on PGD-AT-40's 2-epoch schedule (same schedule both sides)",
+        "B", 2, _sgn("learned", 1), 3),
     Run("sgn_learned_r0", "SGN learned, no refinement", "B", 4, _sgn("learned", 0), 2),
     Run("sgn_frozen_r1", "SGN frozen response (reversal 0) + 1 refinement", "B", 4,
         _sgn("learned", 1, "train.recipe_args.reversal_scale=0.0"), 3),
@@ -289,7 +291,11 @@ def readings(rows: list[dict[str, Any]]) -> dict[str, Any]:
     p_arch, p_ref = arch.get("passes_to_x"), ref.get("passes_to_x")
     active, plain = by.get("sgn_active", {}), by.get("sgn_learned_r1", {})
     a, b = active.get("suite_robust"), plain.get("suite_robust")
-    return {"architecture": {"pgd10_passes_to_x": p_ref, "pgd10_sgnarch_passes_to_x": p_arch,
+    short_pgd = by.get("pgd40_2ep", {}).get("passes_to_x")
+    short_sgn = by.get("sgn_learned_r1_2ep", {}).get("passes_to_x")
+    return {"same_schedule": {"pgd40_2ep_passes_to_x": short_pgd, "sgn_2ep_passes_to_x": short_sgn,
+                              "ratio": (short_pgd / short_sgn) if (short_pgd and short_sgn) else None},
+            "architecture": {"pgd10_passes_to_x": p_ref, "pgd10_sgnarch_passes_to_x": p_arch,
                              "ratio": (p_ref / p_arch) if (p_ref and p_arch) else None},
             "active": {"active_suite": a, "plain_suite": b, "gain": (a - b) if (a is not None and b is not None)
                        else None, "bypass": active.get("suite_bypass")}}
@@ -327,8 +333,11 @@ def markdown(summary: dict[str, Any]) -> str:
                      _fmt(r["final_robust"], True), _fmt(r["best_robust"], True), _fmt(r["passes_to_x"]),
                      _fmt(r["ratio"]), _fmt(r["at_ref_tenth"], True), _suite_cell(r)]
             lines.append("| " + " | ".join(cells) + " |")
-        arch, act = s["readings"]["architecture"], s["readings"]["active"]
-        lines += ["", f"SGN hidden taps in PGD-AT-10: passes to X {_fmt(arch['pgd10_sgnarch_passes_to_x'])} against "
+        same, arch, act = s["readings"]["same_schedule"], s["readings"]["architecture"], s["readings"]["active"]
+        lines += ["", "Same 2-epoch schedule on both sides: PGD-AT-40 reaches X at "
+                      f"{_fmt(same['pgd40_2ep_passes_to_x'])} passes, SGN learned + 1 refinement at "
+                      f"{_fmt(same['sgn_2ep_passes_to_x'])} (R {_fmt(same['ratio'])}).",
+                  f"SGN hidden taps in PGD-AT-10: passes to X {_fmt(arch['pgd10_sgnarch_passes_to_x'])} against "
                       f"PGD-AT-10's {_fmt(arch['pgd10_passes_to_x'])} (ratio {_fmt(arch['ratio'])}).",
                   f"Active inference: standard suite + BPDA + transfer {_fmt(act['active_suite'], True)}% against "
                   f"{_fmt(act['plain_suite'], True)}% for the same training exported plain (gain "
