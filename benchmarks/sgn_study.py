@@ -350,6 +350,7 @@ def write_record(summary: dict[str, Any], records: Path) -> Path:
     from record import write_block  # noqa: PLC0415 (a sibling script, found via sys.path[0])
 
     body = markdown(summary).split("\n", 1)[1]  # the record has its own title
+    body = body.replace("\n## ", "\n### ")  # under the record's own "Tables" heading
     body += ("\nCurves (robust accuracy against passes and wall time): `benchmarks/results/sgn_study/curves.png`; "
              "every number above: `benchmarks/results/sgn_study/summary.json`.\n")
     return write_block("sgn-study", "summary", body, title="SGN convergence study on MNIST",

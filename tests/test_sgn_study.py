@@ -64,7 +64,7 @@ def test_toy_study_runs_end_to_end_and_summarizes(tmp_path: Path) -> None:
     record = study.write_record(summary, records)
     text = record.read_text()
     assert record.name.endswith("-sgn-study.md") and "<!-- generated: summary -->" in text
-    assert "## Seed 0" in text and "passes to X" in text and "# SGN study: passes to X" not in text
+    assert "\n### Seed 0" in text and "passes to X" in text and "# SGN study: passes to X" not in text
     assert {p: p.read_bytes() for p in (ROOT / "docs" / "records").glob("*.md")} == repo_records
 
 
