@@ -29,6 +29,7 @@ run resumes where it stopped; a finished run is skipped.
     python benchmarks/sgn_study.py evaluate --only pgd40 &    # the full standard suite on 1,000 test images
     python benchmarks/sgn_study.py evaluate                   #   for the final models (FINAL), one per core
     python benchmarks/sgn_study.py summary [--install]        # table, plots; --install: curves for the report
+    python benchmarks/sgn_study.py archive                    # the scored finals into docs/results.md
     python benchmarks/sgn_study.py run --queue B --toy --root /tmp/study   # end to end in a minute (tests)
 """
 
@@ -206,6 +207,41 @@ def evaluate_finals(root: Path, *, seeds: tuple[int, ...], n: int, only: list[st
                 cmd.append("--quick")
             print(f"[sgn_study] final suite: {' '.join(cmd[1:])}", flush=True)
             subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+
+
+def archive_finals(root: Path, archive: Path, *, seeds: tuple[int, ...]) -> list[Path]:
+    """Each scored final model as a `results.json` beside its run and in the results table's archive (`archive`,
+    docs/results/ for the study's own results), so docs/results.md lists the study's finals with everything else."""
+    from gradguard.report.records import RESULTS_SCHEMA  # noqa: PLC0415
+    from gradguard.report.results_table import archive_results  # noqa: PLC0415
+
+    written = []
+    for seed in seeds:
+        for run in METHODS:
+            out = run_dir(root, run, seed)
+            if not (out / "final_eval.json").exists() or not (out / "train_summary.json").exists():
+                continue
+            ev = json.loads((out / "final_eval.json").read_text())
+            tr = json.loads((out / "train_summary.json").read_text())
+            info, env = ev["meta"]["model_info"], ev["meta"]["environment"]
+            log = [json.loads(line) for line in (out / "study_log.jsonl").read_text().splitlines()]
+            results = {
+                "schema": RESULTS_SCHEMA, "name": f"sgn-study-{run.key}-s{seed}",
+                "command": f"python benchmarks/sgn_study.py run --only {run.key} --seeds {seed}, then evaluate",
+                "date": str(ev["meta"]["date"]).replace("T", " ").replace("Z", " UTC"),
+                "machine": f"{env.get('device', 'cpu')} ({env.get('machine', '?')}), {env.get('processor_count')} CPU "
+                           "cores, 1 torch thread",
+                "seed": seed, "dataset": {"name": ev["meta"]["dataset"], "source": ev["meta"]["data_source"]},
+                "model": {"name": info["model"], "randomization": info.get("randomization", "none"),
+                          "randomization_args": info.get("randomization_args", {})},
+                "training": {"recipe": tr["recipe"], "wall_s": tr["wall_s"], "fb_passes": tr["fb_passes"],
+                             "epochs": tr["epochs"], "final_val": tr.get("final_val"),
+                             "train_command": log[0]["command"]},
+                "evaluation": ev, "environment": env,
+            }
+            (out / "results.json").write_text(json.dumps(results, indent=1))
+            written.append(archive_results(out, archive))
+    return written
 
 
 # ----------------------------------------------------------------------------------------------------- summary
@@ -406,7 +442,7 @@ def reference_curves(root: Path, seed: int = 0) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["plan", "run", "evaluate", "summary"])
+    ap.add_argument("command", choices=["plan", "run", "evaluate", "summary", "archive"])
     ap.add_argument("--n", type=int, default=1000, help="evaluate: test images for the final suite")
     ap.add_argument("--root", type=Path, default=RESULTS)
     ap.add_argument("--queue", choices=["A", "B", "all"], default="all")
@@ -428,6 +464,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "evaluate":
         evaluate_finals(args.root, seeds=seeds, n=args.n, only=args.only, toy=args.toy)
+        return 0
+    if args.command == "archive":  # the scored finals into the results table (docs/results.md)
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from update_results import regenerate  # noqa: PLC0415
+
+        for path in archive_finals(args.root, ROOT / "docs" / "results", seeds=seeds):
+            print(f"[sgn_study] archived {path}")
+        print(f"[sgn_study] wrote {regenerate(ROOT)}")
         return 0
     summary = summarize(args.root, seeds)
     (args.root / "summary.json").write_text(json.dumps(summary, indent=1))

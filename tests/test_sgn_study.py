@@ -90,3 +90,8 @@ def test_toy_readings_run_evaluate_and_summarize(tmp_path: Path) -> None:
     assert active["bypass"].startswith("attacks that do not differentiate through the purifier")
     assert active["plain_suite"] is None and active["gain"] is None  # sgn_learned_r1 was not run here
     assert "Active inference" in (tmp_path / "summary.md").read_text()
+    # The scored final goes into a results-table archive in the format `gradguard run` writes.
+    (archived,) = study.archive_finals(tmp_path, tmp_path / "archive", seeds=(0,))
+    row = json.loads(archived.read_text())
+    assert archived.name == "sgn-study-sgn_active-s0.json" and row["evaluation"]["suite"] == "standard+bypass"
+    assert row["training"]["fb_passes"] > 0 and row["model"]["name"] and "clean_correct" not in row["evaluation"]
