@@ -37,7 +37,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,11 +172,16 @@ def score_graddiv(out: Path, *, toy: bool) -> None:
     """Clean, EOT-PGD at each k, the gradients' concentration and the transfer matrix; eval/<name>.json each,
     skipped when present."""
     import torch  # noqa: PLC0415
-    from graddiv_budget import _test_set, eval_attack, eval_clean, eval_geometry  # noqa: PLC0415
+    from graddiv_budget import (  # noqa: PLC0415
+        _test_set,
+        eval_attack,
+        eval_clean,
+        eval_geometry,
+        write_evaluations,
+    )
 
     from gradguard.atomic import atomic_write_text  # noqa: PLC0415
     from gradguard.attacks import PGD  # noqa: PLC0415
-    from gradguard.checkpoint import load_model  # noqa: PLC0415
     from gradguard.graddiv import transfer_matrix  # noqa: PLC0415
 
     torch.set_num_threads(1)
@@ -190,17 +194,7 @@ def score_graddiv(out: Path, *, toy: bool) -> None:
 
     todo = {"clean": lambda m: eval_clean(m, size, 0), "geometry": lambda m: eval_geometry(m, size, n_draws, 0),
             **{f"eot-k{k}": (lambda m, k=k: eval_attack(m, size, k, 0)) for k in size.ks}, "transfer": transfer}
-    model = None
-    for name, fn in todo.items():
-        path = out / "eval" / f"{name}.json"
-        if path.exists():
-            continue
-        model = model or load_model(out)
-        print(f"[cifar_small] {out.name}: {name}", flush=True)
-        t0 = time.perf_counter()
-        record = {"run": out.name, **fn(model), "wall_s": time.perf_counter() - t0}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(record, indent=1))
+    write_evaluations(out, todo, {"run": out.name}, tag="cifar_small")
     if not (out / "eval" / "data.json").exists():
         atomic_write_text(out / "eval" / "data.json", json.dumps(_test_data(out, 1)[1], indent=1))
 

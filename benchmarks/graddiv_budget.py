@@ -205,22 +205,27 @@ def eval_geometry(model: torch.nn.Module, size: Size, n_draws: int, seed: int) -
 
 
 def eval_job(out: Path, size: Size, cfg: Config, seed: int) -> None:
-    from gradguard.checkpoint import load_model
-
     run = job_dir(out, cfg, seed)
     todo: dict[str, Any] = {"clean": lambda m: eval_clean(m, size, seed),
                             "geometry": lambda m: eval_geometry(m, size, cfg.n_draws, seed)}
     todo.update({f"eot-k{k}": (lambda m, k=k: eval_attack(m, size, k, seed)) for k in size.ks})
+    write_evaluations(run, todo, {"job": run.name, "config": asdict(cfg), "seed": seed}, tag="budget")
+
+
+def write_evaluations(run: Path, todo: dict[str, Any], head: dict[str, Any], *, tag: str) -> None:
+    """Each evaluation `name -> fn(model)` into run/eval/<name>.json (with `head` and its wall time), skipping the
+    ones present, so that a stopped study resumes; the model is loaded only when something is left to do."""
+    from gradguard.checkpoint import load_model
+
     model = None
     for name, fn in todo.items():
         path = run / "eval" / f"{name}.json"
         if path.exists():
             continue
         model = model or load_model(run)
-        print(f"[budget] {run.name}: {name}", flush=True)
+        print(f"[{tag}] {run.name}: {name}", flush=True)
         t0 = time.perf_counter()
-        record = {"job": run.name, "config": asdict(cfg), "seed": seed, **fn(model),
-                  "wall_s": time.perf_counter() - t0}
+        record = {**head, **fn(model), "wall_s": time.perf_counter() - t0}
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(record, indent=1))
 
