@@ -23,6 +23,7 @@ skipped, so the same command continues a stopped study.
     python benchmarks/cifar_small_study.py run --queue B
     python benchmarks/cifar_small_study.py run --queue C &          # then the GradDiv part
     python benchmarks/cifar_small_study.py run --queue D
+    python benchmarks/cifar_small_study.py run --queue A --seed 1 & # ... the second seed, the same way
     python benchmarks/cifar_small_study.py summary                  # tables, verdicts, the record's block
     python benchmarks/cifar_small_study.py run --toy --root /tmp/t  # end to end on the offline digits set (tests)
 
@@ -94,26 +95,32 @@ def is_done(out: Path) -> bool:
     return (out / "train_summary.json").exists() and (out / "model.safetensors").exists()
 
 
-def train_command(run: Run, out: Path, *, toy: bool) -> list[str]:
+def seed_root(root: Path, seed: int) -> Path:
+    """Each seed's runs in their own folder: root/seed<N>/<run>."""
+    return root / f"seed{seed}"
+
+
+def train_command(run: Run, out: Path, *, toy: bool, seed: int = 0) -> list[str]:
     """The one-thread `gradguard train` call for one run (a resume when its folder holds a checkpoint)."""
     exe = [sys.executable, "-m", "gradguard", "train"]
     if (out / "checkpoints" / "last.safetensors").exists():
         return [*exe, "--resume", str(out)]
-    sets = ["train.threads=1", "train.progress=false", "train.tensorboard=false", *(TOY_SETS if toy else [])]
+    sets = [f"seed={seed}", "train.threads=1", "train.progress=false", "train.tensorboard=false",
+            *(TOY_SETS if toy else [])]
     cmd = [*exe, str(run.path), "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
     return cmd
 
 
-def train(root: Path, run: Run, *, toy: bool) -> None:
+def train(root: Path, run: Run, *, toy: bool, seed: int) -> None:
     from sgn_study import record_start  # noqa: PLC0415 (a sibling script: who ran it, when, from which commit)
 
     out = run_dir(root, run)
     if is_done(out):
         print(f"[cifar_small] {run.key}: trained", flush=True)
         return
-    cmd = train_command(run, out, toy=toy)
+    cmd = train_command(run, out, toy=toy, seed=seed)
     record_start(out, cmd)
     print(f"[cifar_small] {run.key}: {' '.join(cmd[1:])}", flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -186,14 +193,17 @@ def score_graddiv(out: Path, *, toy: bool) -> None:
 
     torch.set_num_threads(1)
     size = graddiv_size(toy)
-    n_draws = tomllib.loads((out / "config.toml").read_text())["train"]["recipe_args"]["n_draws"]
+    cfg = tomllib.loads((out / "config.toml").read_text())
+    n_draws, seed = cfg["train"]["recipe_args"]["n_draws"], int(cfg["seed"])
 
     def transfer(model: torch.nn.Module) -> dict[str, Any]:
         x, y = _test_set(size, size.n_eval_kmax)
-        return transfer_matrix(model, x, y, 5, lambda i: PGD(eps=EPS, steps=size.steps, seed=100 + i)).to_dict()
+        attack = lambda i: PGD(eps=EPS, steps=size.steps, seed=100 + i)  # noqa: E731
+        return transfer_matrix(model, x, y, 5, attack, seed=1000 * seed).to_dict()
 
-    todo = {"clean": lambda m: eval_clean(m, size, 0), "geometry": lambda m: eval_geometry(m, size, n_draws, 0),
-            **{f"eot-k{k}": (lambda m, k=k: eval_attack(m, size, k, 0)) for k in size.ks}, "transfer": transfer}
+    todo = {"clean": lambda m: eval_clean(m, size, seed),
+            "geometry": lambda m: eval_geometry(m, size, n_draws, seed),
+            **{f"eot-k{k}": (lambda m, k=k: eval_attack(m, size, k, seed)) for k in size.ks}, "transfer": transfer}
     write_evaluations(out, todo, {"run": out.name}, tag="cifar_small")
     if not (out / "eval" / "data.json").exists():
         atomic_write_text(out / "eval" / "data.json", json.dumps(_test_data(out, 1)[1], indent=1))
@@ -323,10 +333,17 @@ def data_line(rows: list[dict[str, Any]]) -> str:
     return f"Data: {head}; read from: {'; '.join(sources) or 'n/a'}."
 
 
-def markdown(summary: dict[str, Any]) -> str:
+def markdown(summaries: dict[str, dict[str, Any]]) -> str:
+    """Every seed's tables under one title ("Not run yet." when no seed has a result)."""
+    lines = ["# CIFAR-10 at reduced scale on 2 cores (cnn-bn, eps 8/255)", ""]
+    for seed, summary in summaries.items():
+        lines += [f"## Seed {seed}", "", seed_markdown(summary)]
+    return "\n".join(lines if summaries else [*lines, "Not run yet.", ""])
+
+
+def seed_markdown(summary: dict[str, Any]) -> str:
     s, g = summary["sgn"], summary["graddiv"]
-    lines = ["# CIFAR-10 at reduced scale on 2 cores (cnn-bn, eps 8/255)", "",
-             "## SGN against its baselines", ""]
+    lines = ["### SGN against its baselines", ""]
     if not s["rows"]:
         lines += ["Not run yet.", ""]
     else:
@@ -346,7 +363,7 @@ def markdown(summary: dict[str, Any]) -> str:
                          f"{100 * v['sgn_ci'][1]:.1f}, baseline {100 * v['baseline_ci'][0]:.1f}-"
                          f"{100 * v['baseline_ci'][1]:.1f}): {v['verdict']}")
         lines += ["" if s["verdict"] else "SGN or every baseline not scored yet: no verdict.", ""]
-    lines += ["## GradDiv on the noise-injection cnn-bn", ""]
+    lines += ["### GradDiv on the noise-injection cnn-bn", ""]
     if not g["rows"]:
         lines += ["Not run yet.", ""]
         return "\n".join(lines)
@@ -376,10 +393,10 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_record(summary: dict[str, Any]) -> Path:
+def write_record(summary: dict[str, dict[str, Any]]) -> Path:
     from record import RECORDS, write_block  # noqa: PLC0415 (a sibling script)
 
-    body = markdown(summary).split("\n", 1)[1].replace("\n## ", "\n### ")
+    body = markdown(summary).split("\n", 1)[1].replace("\n### ", "\n#### ").replace("\n## ", "\n### ")
     return write_block("cifar-small-study", "summary", body, title="CIFAR-10 at reduced scale on 2 cores",
                        summary="SGN against Fast-AT, PGD-AT-7 and TRADES, and GradDiv, on CIFAR-10 (cnn-bn)",
                        records=RECORDS)
@@ -411,9 +428,10 @@ def plan_lines() -> list[str]:
         lines.append(f"{run.queue}  {run.key:13s} {cfg['epochs']:>3} epochs, max_wall_s {cfg.get('max_wall_s')}: "
                      f"train ~{train_s / 60:3.0f} min, score ~{eval_s / 60:3.0f} min  {run.label}")
     total = max(per_queue.get("A", 0), per_queue.get("B", 0)) + max(per_queue.get("C", 0), per_queue.get("D", 0))
-    lines.append(f"queues A | B side by side, then C | D: ~{total / 3600:.1f} h on 2 free cores (contention-free "
-                 f"one-thread rates of cnn-bn, {TRAIN_RATE} and {ATTACK_RATE} images/s; "
-                 f"{'fits' if total <= 2.5 * 3600 else 'OVER'} the 2.5 h budget). Under load it takes longer.")
+    lines.append(f"queues A | B side by side, then C | D: ~{total / 3600:.1f} h per seed on 2 free cores "
+                 f"(contention-free one-thread rates of cnn-bn, {TRAIN_RATE} and {ATTACK_RATE} images/s; "
+                 f"{'fits' if total <= 2.5 * 3600 else 'OVER'} the 2.5 h budget). Under load it takes longer; a "
+                 "verdict wants a second seed (--seed 1), as long again.")
     return lines
 
 
@@ -425,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", choices=["sgn", "graddiv", "all"], default="all",
                     help="sgn: queues A and B; graddiv: queues C and D")
     ap.add_argument("--only", nargs="+", help="only these run keys")
+    ap.add_argument("--seed", type=int, default=0, help="run/evaluate: the seed (root/seed<N>/); a verdict wants two")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="summary: the seeds to tabulate")
     ap.add_argument("--n", type=int, default=1000, help="test images for the SGN part's final suite")
     ap.add_argument("--toy", action="store_true", help="the offline digits set, tiny runs (end-to-end test)")
     args = ap.parse_args(argv)
@@ -437,10 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("run", "evaluate"):
         for run in runs:
             if args.command == "run":
-                train(args.root, run, toy=args.toy)
-            score(args.root, run, n=n, toy=args.toy)
+                train(seed_root(args.root, args.seed), run, toy=args.toy, seed=args.seed)
+            score(seed_root(args.root, args.seed), run, n=n, toy=args.toy)
         return 0
-    summary = summarize(args.root)
+    summary = {str(s): summarize(seed_root(args.root, s)) for s in args.seeds if seed_root(args.root, s).exists()}
     args.root.mkdir(parents=True, exist_ok=True)
     (args.root / "summary.json").write_text(json.dumps(summary, indent=1))
     (args.root / "summary.md").write_text(markdown(summary))

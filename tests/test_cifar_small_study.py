@@ -32,8 +32,9 @@ def _load_script():
 
 
 def test_toy_study_trains_scores_summarizes_and_resumes(tmp_path: Path):
-    root = tmp_path / "study"
-    _study("run", root=root)
+    top = tmp_path / "study"
+    _study("run", root=top)
+    root = top / "seed0"
     for key in ("fast_at", "sgn", "pgd_at", "trades"):
         ev = json.loads((root / key / "final_eval.json").read_text())
         assert list(ev["attacks"]) == ["apgd-ce", "apgd-t", "fab-t", "square", "cw-linf"]
@@ -45,19 +46,21 @@ def test_toy_study_trains_scores_summarizes_and_resumes(tmp_path: Path):
         assert len(tm["success"]) == 5 and len(tm["success"][0]) == 5
 
     stamp = (root / "sgn" / "final_eval.json").stat().st_mtime_ns
-    again = _study("run", root=root)
+    again = _study("run", root=top)
     assert again.count(": trained") == 6 and "gradguard train" not in again and " -m gradguard" not in again
     assert (root / "sgn" / "final_eval.json").stat().st_mtime_ns == stamp
 
-    table = _study("summary", root=root)
-    summary = json.loads((root / "summary.json").read_text())
+    table = _study("summary", root=top)
+    summaries = json.loads((top / "summary.json").read_text())
+    assert list(summaries) == ["0"]  # seed 1 not run: not tabulated
+    summary = summaries["0"]
     assert [r["key"] for r in summary["sgn"]["rows"]] == ["fast_at", "sgn", "pgd_at", "trades"]
     assert [v["baseline"] for v in summary["sgn"]["verdict"]] == ["fast_at", "pgd_at", "trades"]
     for row in summary["sgn"]["rows"]:
         lo, hi = row["robust_ci"]
         assert lo <= row["robust"] <= hi and row["fb_passes"] > 0 and row["train_wall_s"] > 0
     assert summary["graddiv"]["verdict"]["lam1_vs_lam0"]["k"] == 50
-    assert "| Fast-AT" in table and "EOT k=50" in table and "Does SGN gain" in table
+    assert "## Seed 0" in table and "| Fast-AT" in table and "EOT k=50" in table and "Does SGN gain" in table
     assert "Data: exact copy" in table  # the digits set; the CIFAR-10 JPEG copy reads "LOSSY JPEG copy"
     assert not (tmp_path / "docs").exists()
 
@@ -66,12 +69,13 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_the_plan_covers_every_run
     study = _load_script()
     run = study.RUNS[1]
     out = tmp_path / run.key
-    assert "--resume" not in study.train_command(run, out, toy=True)
+    assert "seed=1" in study.train_command(run, out, toy=True, seed=1)
     (out / "checkpoints").mkdir(parents=True)
     (out / "checkpoints" / "last.safetensors").write_bytes(b"")
     assert study.train_command(run, out, toy=True)[-2:] == ["--resume", str(out)]
     lines = study.plan_lines()
     assert len(lines) == len(study.RUNS) + 1 and "max_wall_s 2700" in lines[0] and "2.5 h budget" in lines[-1]
+    assert study.markdown({}).endswith("Not run yet.\n")
 
 
 def test_the_data_line_says_when_the_copy_is_lossy():
