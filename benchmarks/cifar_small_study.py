@@ -268,7 +268,9 @@ def sgn_verdict(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         diff = sgn["robust"] - b["robust"]
         call = ("gain" if diff > 0 else "loss") if differs(sgn["robust"], b["robust"], sgn["n"], b["n"]) else \
             "no difference at 95%"
+        walls = sgn["train_wall_s"], b["train_wall_s"]
         out.append({"baseline": key, "difference_points": 100 * diff, "verdict": call,
+                    "wall_ratio": walls[0] / walls[1] if all(walls) else None,
                     "sgn_ci": sgn["robust_ci"], "baseline_ci": b["robust_ci"]})
     return out
 
@@ -362,7 +364,8 @@ def seed_markdown(summary: dict[str, Any]) -> str:
             lines.append(f"- against {v['baseline']}: {v['difference_points']:+.1f} points "
                          f"(SGN {100 * v['sgn_ci'][0]:.1f}-"
                          f"{100 * v['sgn_ci'][1]:.1f}, baseline {100 * v['baseline_ci'][0]:.1f}-"
-                         f"{100 * v['baseline_ci'][1]:.1f}): {v['verdict']}")
+                         f"{100 * v['baseline_ci'][1]:.1f}): {v['verdict']}; SGN's training wall time "
+                         f"{_num(v['wall_ratio'])} x the baseline's")
         lines += ["" if s["verdict"] else "SGN or every baseline not scored yet: no verdict.", ""]
     lines += ["### GradDiv on the noise-injection cnn-bn", ""]
     if not g["rows"]:

@@ -59,6 +59,7 @@ def test_toy_study_trains_scores_summarizes_and_resumes(tmp_path: Path):
     for row in summary["sgn"]["rows"]:
         lo, hi = row["robust_ci"]
         assert lo <= row["robust"] <= hi and row["fb_passes"] > 0 and row["train_wall_s"] > 0
+    assert all(v["wall_ratio"] > 0 for v in summary["sgn"]["verdict"])
     assert summary["graddiv"]["verdict"]["lam1_vs_lam0"]["k"] == 50
     assert "## Seed 0" in table and "| Fast-AT" in table and "EOT k=50" in table and "Does SGN gain" in table
     assert "Data: exact copy" in table  # the digits set; the CIFAR-10 JPEG copy reads "LOSSY JPEG copy"
