@@ -61,11 +61,7 @@ def hold_run_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         return
     fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLockedError(f"{folder} is in use by another gradguard process ({_holder(fd)}); wait for it "
-                                 "to finish or choose another --out") from None
+        _take_or_refuse(fd, folder)
         for sub in (folder, folder / "checkpoints"):  # their writers are dead: only the lock holder writes here
             remove_temporaries(sub)
         os.ftruncate(fd, 0)
@@ -78,6 +74,15 @@ def hold_run_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             del _held[folder]
     finally:
         os.close(fd)  # closing the descriptor releases the lock (the kernel does the same if the process dies)
+
+
+def _take_or_refuse(fd: int, folder: Path) -> None:
+    """Take the exclusive lock on `fd` without waiting, or say which live process holds `folder`."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunLockedError(f"{folder} is in use by another gradguard process ({_holder(fd)}); wait for it to "
+                             "finish or choose another --out") from None
 
 
 def ensure_not_locked(path: str | os.PathLike[str]) -> None:
@@ -95,11 +100,7 @@ def ensure_not_locked(path: str | os.PathLike[str]) -> None:
     except OSError:
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLockedError(f"{folder.resolve()} is in use by another gradguard process ({_holder(fd)}); wait "
-                                 "for it to finish or choose another --out") from None
+        _take_or_refuse(fd, folder.resolve())
     finally:
         os.close(fd)
 
