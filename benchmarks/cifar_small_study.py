@@ -181,30 +181,24 @@ def score_graddiv(out: Path, *, toy: bool) -> None:
     skipped when present."""
     import torch  # noqa: PLC0415
     from graddiv_budget import (  # noqa: PLC0415
-        _test_set,
         eval_attack,
         eval_clean,
         eval_geometry,
+        eval_transfer,
         write_evaluations,
     )
 
     from gradguard.atomic import atomic_write_text  # noqa: PLC0415
-    from gradguard.attacks import PGD  # noqa: PLC0415
-    from gradguard.graddiv import transfer_matrix  # noqa: PLC0415
 
     torch.set_num_threads(1)
     size = graddiv_size(toy)
     cfg = tomllib.loads((out / "config.toml").read_text())
     n_draws, seed = cfg["train"]["recipe_args"]["n_draws"], int(cfg["seed"])
 
-    def transfer(model: torch.nn.Module) -> dict[str, Any]:
-        x, y = _test_set(size, size.n_eval_kmax)
-        attack = lambda i: PGD(eps=EPS, steps=size.steps, seed=100 + i)  # noqa: E731
-        return transfer_matrix(model, x, y, 5, attack, seed=1000 * seed).to_dict()
-
     todo = {"clean": lambda m: eval_clean(m, size, seed),
             "geometry": lambda m: eval_geometry(m, size, n_draws, seed),
-            **{f"eot-k{k}": (lambda m, k=k: eval_attack(m, size, k, seed)) for k in size.ks}, "transfer": transfer}
+            **{f"eot-k{k}": (lambda m, k=k: eval_attack(m, size, k, seed)) for k in size.ks},
+            "transfer": lambda m: eval_transfer(m, size, seed)}
     write_evaluations(out, todo, {"run": out.name}, tag="cifar_small")
     if not (out / "eval" / "data.json").exists():
         atomic_write_text(out / "eval" / "data.json", json.dumps(_test_data(out, 1)[1], indent=1))

@@ -57,6 +57,7 @@ class Size:
     n_eval_kmax: int = 500  # test images for the largest k (the costly one)
     n_geom: int = 100  # test images for the geometry
     geom_draws: int = 200
+    transfer_draws: int = 5  # frozen draws of the transfer matrix (on n_eval_kmax images)
     lams: tuple[float, ...] = (0.0, 1.0, 4.0, 16.0)
     draws: tuple[int, ...] = (4, 8)
     #: (regularizer, lam, n_draws) of our extension beyond the paper, beside the paper's `mrl` grid
@@ -66,7 +67,8 @@ class Size:
 
 FULL = Size()
 TOY = Size(dataset="digits", model="madry-cnn", train_subset=128, epochs=1, eps=0.1, steps=2, ks=(1, 5, 20, 100),
-           n_eval=8, n_eval_kmax=4, n_geom=4, geom_draws=20, lams=(0.0, 4.0), draws=(2,), extension=(("eot", 4.0, 2),))
+           n_eval=8, n_eval_kmax=4, n_geom=4, geom_draws=20, transfer_draws=2, lams=(0.0, 4.0), draws=(2,),
+           extension=(("eot", 4.0, 2),))
 #: (epochs, images at the largest k) in order of preference; the first that fits the budget is taken.
 SIZINGS = [(3, 500), (2, 500), (2, 250), (1.5, 250), (1, 500), (1, 250), (1, 100), (0.5, 100)]
 
@@ -204,11 +206,24 @@ def eval_geometry(model: torch.nn.Module, size: Size, n_draws: int, seed: int) -
     }
 
 
+def eval_transfer(model: torch.nn.Module, size: Size, seed: int) -> dict[str, Any]:
+    """The transfer matrix between `transfer_draws` frozen draws on the first `n_eval_kmax` test images: its
+    diagonal is white-box success on one fixed sample model (per-draw robustness), its mean off-diagonal the
+    transferability among sample models (PGD with the study's eps and steps, no EOT: each draw is deterministic)."""
+    from gradguard.attacks import PGD
+    from gradguard.graddiv import transfer_matrix
+
+    x, y = _test_set(size, size.n_eval_kmax)
+    attack = lambda i: PGD(eps=size.eps, steps=size.steps, seed=100 + i)  # noqa: E731
+    return transfer_matrix(model, x, y, size.transfer_draws, attack, seed=1000 * seed).to_dict()
+
+
 def eval_job(out: Path, size: Size, cfg: Config, seed: int) -> None:
     run = job_dir(out, cfg, seed)
     todo: dict[str, Any] = {"clean": lambda m: eval_clean(m, size, seed),
                             "geometry": lambda m: eval_geometry(m, size, cfg.n_draws, seed)}
     todo.update({f"eot-k{k}": (lambda m, k=k: eval_attack(m, size, k, seed)) for k in size.ks})
+    todo["transfer"] = lambda m: eval_transfer(m, size, seed)
     write_evaluations(run, todo, {"job": run.name, "config": asdict(cfg), "seed": seed}, tag="budget")
 
 
@@ -270,11 +285,13 @@ def calibrate(size: Size) -> dict[str, float]:
 
 
 def job_cost(size: Size, cfg: Config, rates: dict[str, float], n_train: int) -> float:
-    """Estimated seconds of one (config, seed): training, the attacks, predictions and the geometry."""
+    """Estimated seconds of one (config, seed): training, the attacks, predictions, the geometry and the transfer
+    matrix."""
     train_s = size.epochs * n_train / rates[f"train_img_per_s_n{cfg.n_draws}"]
     k_max = max(size.ks)
     rows = size.steps * sum(k * (size.n_eval_kmax if k == k_max else size.n_eval) for k in size.ks)
     rows += size.n_geom * size.geom_draws + sum(size.ms) * size.n_eval * (len(size.ks) + 1) / 3  # fwd ~ 1/3 f+b
+    rows += size.transfer_draws * size.n_eval_kmax * (size.steps + size.transfer_draws / 3)  # the transfer matrix
     return train_s + rows * rates["eot_s_per_row"]
 
 

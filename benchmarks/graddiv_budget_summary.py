@@ -94,7 +94,8 @@ def _table(jobs: dict[str, dict[str, Any]]) -> list[str]:
     ms = sorted({m for j in jobs.values() for m in j.get("clean", {}).get("clean", {})}, key=int)
     head = (["setting", "seed"] + [f"clean m={m}" for m in ms]
             + [f"k={k} m={m}" for k in ks for m in ms]
-            + ["\\|E u\\|", "sqrt(c_n)", "c_n", "R_n", "R train", "EOT energy share"])
+            + ["\\|E u\\|", "sqrt(c_n)", "c_n", "R_n", "R train", "EOT energy share", "white-box on a frozen draw",
+               "transfer between draws"])
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for _, j in sorted(jobs.items()):
         g = j.get("geometry", {})
@@ -102,9 +103,10 @@ def _table(jobs: dict[str, dict[str, Any]]) -> list[str]:
         cells += [_fmt(j["clean"]["clean"][m]["acc"]) if "clean" in j else "-" for m in ms]
         cells += [f"{_fmt(_robust(j, k, m)['acc'])} ± {_fmt(_robust(j, k, m)['se'])}" if k in j["eot"] else "-"
                   for k in ks for m in ms]
-        cn = g.get("cos_n")
+        cn, tm = g.get("cos_n"), j.get("transfer", {})
         cells += [_fmt(g.get("mean_u_norm")), _fmt(math.sqrt(max(cn, 0.0)) if cn is not None else None), _fmt(cn),
-                  _fmt(g.get("mrl_n")), _fmt(j["train_mrl"]), _fmt(g.get("eot_energy_share"))]
+                  _fmt(g.get("mrl_n")), _fmt(j["train_mrl"]), _fmt(g.get("eot_energy_share")),
+                  _fmt(tm.get("mean_diagonal")), _fmt(tm.get("mean_off_diagonal"))]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -167,7 +169,10 @@ def write_summary(out: Path, *, records: Path | None = None) -> str:
           f"{plan.get('estimate_s', float('nan')) / 3600:.2f} h, sizes `{json.dumps(plan.get('size', {}))}`.", "",
           f"Robust accuracy ± its standard error; c_n and R_n over the first n_draws of the geometry draws; |E u| = "
           f"sqrt of the mean pairwise cosine over {plan.get('size', {}).get('geom_draws', '?')} draws per input; "
-          "R train = mean resultant length logged over the last quarter of training.", "",
+          "R train = mean resultant length logged over the last quarter of training. The last two columns come from "
+          "the transfer matrix between frozen draws (PGD on one fixed sample model): its mean diagonal is white-box "
+          "success on a frozen draw (per-draw weakness), its mean off-diagonal the transferability among draws, both "
+          "among the inputs the target draw classifies correctly.", "",
           *_table(jobs), "", f"## Verdict: \"{CLAIM}\"", "",
           f"Rule: lam > 0 beats lam = 0 (same n_draws) by >= 2 se of the difference at every k >= {MIN_K} on every "
           "seed.", "", "| setting | seeds | complete | min margin (se) | holds |", "| --- | --- | --- | --- | --- |"]

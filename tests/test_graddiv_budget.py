@@ -60,13 +60,16 @@ def test_toy_study_runs_end_to_end_and_resumes(tmp_path: Path, capsys: pytest.Ca
     assert len(plan["workers"]) == 2 and all(plan["workers"])
     evals = sorted(out.glob("runs/*/eval/*.json"))
     n_jobs = len(study.jobs(study.TOY))
-    assert len(evals) == n_jobs * (2 + len(study.TOY.ks))
+    assert len(evals) == n_jobs * (3 + len(study.TOY.ks))  # clean, geometry, transfer and each k
     summary = json.loads((out / "summary.json").read_text())
     assert {r["setting"] for r in summary["verdicts"]} == {"mrl-lam4-n2", "eot-lam4-n2"}
     assert all(r["complete"] for r in summary["verdicts"])
     assert "## Verdict" in (out / "summary.md").read_text() and (out / "budget_curves.png").stat().st_size > 0
     geometry = json.loads(next(out.glob("runs/*/eval/geometry.json")).read_text())
     assert 0 < geometry["mean_u_norm"] < 1 and 0 < geometry["mrl_n"] < 1
+    transfer = json.loads(next(out.glob("runs/*/eval/transfer.json")).read_text())
+    assert len(transfer["success"]) == study.TOY.transfer_draws and 0 <= transfer["mean_diagonal"] <= 1
+    assert "white-box on a frozen draw" in (out / "summary.md").read_text()
     stamps = {p: p.stat().st_mtime_ns for p in evals}
     capsys.readouterr()
     for worker in (0, 1):  # a rerun finds every model and every evaluation: nothing is trained or recomputed
