@@ -188,7 +188,9 @@ def write_summary(out: Path, *, records: Path | None = None) -> str:
         from record import write_block  # noqa: PLC0415 (a sibling script, found via sys.path[0])
 
         body = [line for line in md[2:] if not line.startswith("![")]
-        body.append(f"Plots and JSON: `{out}` (summary.md, summary.json, budget_curves.png).")
+        repo = Path(__file__).resolve().parents[1]
+        shown = out.resolve().relative_to(repo) if out.resolve().is_relative_to(repo) else out
+        body.append(f"Plots and JSON: `{shown}` (summary.md, summary.json, budget_curves.png).")
         write_block("graddiv-budget", "summary", "\n".join(body), title="GradDiv against the attacker's budget",
                     summary="GradDiv against EOT at k draws, the geometry behind it, and the verdict",
                     records=records)
