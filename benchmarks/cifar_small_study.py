@@ -78,10 +78,10 @@ RUNS: list[Run] = [
     Run("pgd_at", "PGD-AT-7 (7 x 2/255, random start)", "B", "cifar10-small-pgd-at.toml", 8),
     Run("trades", "TRADES (beta 6, 10 x 2/255)", "B", "cifar10-small-trades.toml", 11),
     # GradDiv, measured on one thread (benchmarks/cifar_graddiv_speed.py, 2026-12-02): 4 draws with the double
-    # backward at about 30 images/s (37 passes' worth of TRAIN_RATE); lam 0 logged 88 images/s in the recipe (13)
+    # backward at about 27 images/s (41 passes' worth of TRAIN_RATE); lam 0 logged 88 images/s in the recipe (13)
     Run("graddiv_lam0", "noise-injection cnn-bn, GradDiv lam 0 (noise alone)", "C", "cifar10-small-graddiv-lam0.toml",
         13),
-    Run("graddiv_lam1", "noise-injection cnn-bn, GradDiv MRL lam 1", "D", "cifar10-small-graddiv-lam1.toml", 37),
+    Run("graddiv_lam1", "noise-injection cnn-bn, GradDiv MRL lam 1", "D", "cifar10-small-graddiv-lam1.toml", 41),
 ]
 BASELINES = ("fast_at", "pgd_at", "trades")
 TOY_SETS = ["data.dataset=\"digits\"", "data.train_subset=200", "data.val_size=50", "data.test_subset=50",
