@@ -20,6 +20,7 @@ from gradguard.atomic import atomic_write_text
 __all__ = ["load_records", "verdicts", "write_summary"]
 
 CLAIM = "GradDiv improves robustness against EOT attacks"
+PLOT = "budget_curves.png"
 MIN_K = 5
 
 
@@ -111,7 +112,7 @@ def _table(jobs: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _plots(out: Path, jobs: dict[str, dict[str, Any]]) -> list[str]:
+def _plots(out: Path, jobs: dict[str, dict[str, Any]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,10 +141,8 @@ def _plots(out: Path, jobs: dict[str, dict[str, Any]]) -> list[str]:
     for ax in (ax_acc, ax_geo):
         ax.legend(fontsize=7)
     fig.tight_layout()
-    path = out / "budget_curves.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(out / PLOT, dpi=110)
     plt.close(fig)
-    return [path.name]
 
 
 def _commit() -> str:
@@ -163,12 +162,13 @@ def write_summary(out: Path, *, records: Path | None = None) -> str:
     plan = json.loads((out / "plan.json").read_text()) if (out / "plan.json").exists() else {}
     rows = verdicts(jobs)
     holding = [r["setting"] for r in rows if r["holds"]]
-    plots = _plots(out, jobs) if jobs else []
+    plots = [PLOT] if jobs else []
     md = [f"# GradDiv against the attacker's budget ({time.strftime('%Y-%m-%d')}, commit {_commit()})", "",
           f"Command: `{plan.get('command', 'benchmarks/graddiv_budget.py')}`; plan estimate "
           f"{plan.get('estimate_s', float('nan')) / 3600:.2f} h, sizes `{json.dumps(plan.get('size', {}))}`.", "",
-          f"Robust accuracy ± its standard error; c_n and R_n over the first n_draws of the geometry draws; |E u| = "
-          f"sqrt of the mean pairwise cosine over {plan.get('size', {}).get('geom_draws', '?')} draws per input; "
+          "Robust accuracy ± its standard error se = sqrt(p (1 - p) / n) (a 95% interval is about ± 2 se); c_n and "
+          "R_n over the first n_draws of the geometry draws; |E u| = the square root of the mean pairwise cosine "
+          f"over {plan.get('size', {}).get('geom_draws', '?')} draws of each input, averaged over the inputs; "
           "R train = mean resultant length logged over the last quarter of training. The last two columns come from "
           "the transfer matrix between frozen draws (PGD on one fixed sample model): its mean diagonal is white-box "
           "success on a frozen draw (per-draw weakness), its mean off-diagonal the transferability among draws, both "
@@ -181,17 +181,19 @@ def write_summary(out: Path, *, records: Path | None = None) -> str:
     md += ["", f"Holds for: {', '.join(holding) if holding else 'no setting'}.", ""]
     md += [f"![budget curves]({p})" for p in plots]
     text = "\n".join(md) + "\n"
-    atomic_write_text(out / "summary.json", json.dumps({"verdicts": rows, "claim": CLAIM, "holds_for": holding,
-                                                        "jobs": jobs, "plan": plan}, indent=1, default=str))
-    atomic_write_text(out / "summary.md", text)
-    if records is not None:
+    if records is not None:  # first, so that its provenance line sees the repository before this run's files change
         from record import write_block  # noqa: PLC0415 (a sibling script, found via sys.path[0])
 
         body = [line for line in md[2:] if not line.startswith("![")]
         repo = Path(__file__).resolve().parents[1]
         shown = out.resolve().relative_to(repo) if out.resolve().is_relative_to(repo) else out
-        body.append(f"Plots and JSON: `{shown}` (summary.md, summary.json, budget_curves.png).")
+        body.append(f"Plots and JSON: `{shown}` (summary.md, summary.json, {PLOT}).")
         write_block("graddiv-budget", "summary", "\n".join(body), title="GradDiv against the attacker's budget",
                     summary="GradDiv against EOT at k draws, the geometry behind it, and the verdict",
                     records=records)
+    if jobs:
+        _plots(out, jobs)
+    atomic_write_text(out / "summary.json", json.dumps({"verdicts": rows, "claim": CLAIM, "holds_for": holding,
+                                                        "jobs": jobs, "plan": plan}, indent=1, default=str))
+    atomic_write_text(out / "summary.md", text)
     return text
